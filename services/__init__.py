@@ -1,0 +1,1 @@
+"""The four services (collector, resolver, scanner, reporter) and the CLI."""

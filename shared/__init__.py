@@ -1,0 +1,1 @@
+"""Common library of dns-cert-checker: messages, transport, config, logging."""

@@ -1,0 +1,174 @@
+"""Every message that crosses a queue, and the only place that knows the wire format.
+
+Each message is a tagged ``msgspec.Struct`` whose tag carries a version (``scan_job.v1``).
+New fields must get defaults so that older producers stay readable; a change that cannot
+be expressed that way gets a new tag (``scan_job.v2``) beside the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from typing import Literal, Union
+
+import msgspec
+
+Status = Literal["error", "warning"]
+RecordType = Literal["A", "AAAA", "CNAME"]
+
+
+class _Msg(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+    """Base of every wire message (tag in the ``type`` field)."""
+
+
+class ZoneRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One A/AAAA/CNAME record, as the original's zones JSON spells it.
+
+    ``name`` is relative to the zone (``@``, ``www``, ``*``, ``a.b``) or absolute with a
+    trailing dot; ``target`` is an address for A/AAAA, a name (same rules) for CNAME.
+    Encoded as an array on the wire: a 100k-record zone is mostly these.
+    """
+
+    type: RecordType
+    name: str
+    target: str
+    ttl: int | None = None
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem. ``code`` is stable for machines, ``message`` is the original's CSV text."""
+
+    code: str
+    status: Status
+    message: str
+
+    @property
+    def severity(self) -> Status:
+        return self.status
+
+
+class LocatedFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """A finding not tied to a scan: a CNAME loop, a failed zone transfer, an unrouted address."""
+
+    ip_address: str = ""
+    port: int | None = None
+    fqdn: str
+    finding: Finding
+
+
+class CertificateFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What was learnt about the leaf, even when it is invalid (for JSONL and webhooks)."""
+
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+    san: list[str] = []
+    chain_length: int = 1
+
+
+class RunStarted(_Msg, tag="run_started.v1"):
+    """Collector → reporter: a run exists and these zones belong to it."""
+
+    run_id: str
+    started_at: datetime
+    zones: list[str]
+    source: str = ""
+
+
+class ZoneSnapshot(_Msg, tag="zone_snapshot.v1"):
+    """Collector → resolver: one whole zone (the resolver needs all of it for CNAME chains).
+
+    ``failure`` is set instead of records when the zone could not be collected; the
+    resolver passes it on so the run still completes and reports it.
+    """
+
+    run_id: str
+    zone: str
+    records: list[ZoneRecord] = []
+    serial: int | None = None
+    failure: LocatedFinding | None = None
+
+
+class ScanJob(_Msg, tag="scan_job.v1"):
+    """Resolver → scanner: connect to ``ip_address:port`` with SNI ``sni``; report as ``fqdn``."""
+
+    job_id: str
+    run_id: str
+    zone: str
+    ip_address: str
+    port: int
+    fqdn: str
+    sni: str
+    segment: str = "default"
+
+
+class ZonePlan(_Msg, tag="zone_plan.v1"):
+    """Resolver → reporter: which jobs a zone produced, and its zone-level findings.
+
+    The reporter knows a run is complete when every zone of its ``RunStarted`` has a plan
+    and every planned job has a result.
+    """
+
+    run_id: str
+    zone: str
+    job_ids: list[str]
+    findings: list[LocatedFinding] = []
+    serial: int | None = None
+
+
+class ScanResult(_Msg, tag="scan_result.v1"):
+    """Scanner → reporter: the findings of one job (empty list = healthy)."""
+
+    job_id: str
+    run_id: str
+    zone: str
+    ip_address: str
+    port: int
+    fqdn: str
+    findings: list[Finding]
+    scanned_at: datetime
+    duration_s: float = 0.0
+    certificate: CertificateFacts | None = None
+
+
+Message = Union[RunStarted, ZoneSnapshot, ScanJob, ZonePlan, ScanResult]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Message)
+
+
+class DecodeError(ValueError):
+    """A payload that is not a message we know (dead-letter it, do not crash)."""
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(payload: bytes) -> Message:
+    try:
+        return _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"undecodable message: {exc}") from None
+
+
+def message_kind(message: Message) -> str:
+    """The wire tag of a message, e.g. ``scan_job.v1`` (for logs and headers)."""
+    return type(message).__struct_config__.tag  # type: ignore[return-value]
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique: ``20261129T034000Z-1a2b3c4d``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+def job_id(run_id: str, ip_address: str, port: int, fqdn: str, sni: str, protocol: str = "tls") -> str:
+    """Deterministic, so a redelivered or re-resolved job never yields a second row."""
+    key = "\0".join((run_id, ip_address, str(port), fqdn.lower(), sni.lower(), protocol))
+    return hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -1,0 +1,98 @@
+"""The transport interface every service runner uses; handlers never see it.
+
+Queues have logical names (``resolve``, ``report``, ``scan.<segment>``); an implementation maps
+them onto its own topology. Bodies are always ``shared.messages`` encodings, so the in-memory
+transport exercises the same codec as the broker.
+
+Contract (tests/contract runs it against every implementation):
+- ``publish`` returns only once the message is safely queued (durable, confirmed) and raises
+  ``TransportError`` when it cannot be routed to a queue;
+- a delivery stays owned by its consumer until ``ack``, ``dead_letter`` or ``requeue``; a consumer
+  that closes or dies hands its unsettled deliveries back to the queue;
+- ``ack``/``dead_letter``/``requeue`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shared.messages import Message
+
+RESOLVE = "resolve"
+REPORT = "report"
+SCAN_PREFIX = "scan."
+
+
+def scan_queue(segment: str) -> str:
+    """The queue a network segment's scanners consume."""
+    return SCAN_PREFIX + segment
+
+
+class TransportError(RuntimeError):
+    """The transport could not do what was asked (no route, broker gone past all retries)."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message a handler wants sent, and where."""
+
+    destination: str
+    message: Message
+
+
+@dataclass
+class Delivery:
+    """One received message, still unsettled. ``tag`` is the implementation's handle."""
+
+    body: bytes
+    tag: object
+    redelivered: bool = False
+    headers: Mapping[str, object] = field(default_factory=dict)
+
+
+class Consumer(ABC):
+    """Deliveries from one queue, at most ``prefetch`` unsettled at a time."""
+
+    @abstractmethod
+    def get(self, timeout: float) -> Delivery | None:
+        """The next delivery, or None after ``timeout`` seconds without one. Owner thread only."""
+
+    @abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """Done with it: the outputs are published. Any thread."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Never processable: park it on the queue's dead-letter queue with ``reason``. Any thread."""
+
+    @abstractmethod
+    def requeue(self, delivery: Delivery) -> None:
+        """Give it back for another consumer (shutdown before it started). Any thread."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop; unsettled deliveries go back to the queue."""
+
+
+class Transport(ABC):
+    @abstractmethod
+    def declare(self, queues: Sequence[str]) -> None:
+        """Make sure these logical queues (and their dead-letter queues) exist."""
+
+    @abstractmethod
+    def publish(self, destination: str, message: Message) -> None:
+        """Send one message; returns once it is safely queued. Any thread."""
+
+    def publish_many(self, items: Sequence[Outgoing]) -> None:
+        for item in items:
+            self.publish(item.destination, item.message)
+
+    @abstractmethod
+    def consumer(self, queue: str, prefetch: int) -> Consumer:
+        """Start consuming ``queue``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
