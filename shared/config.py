@@ -79,6 +79,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # --- ours ---
     custom_ca_file: str | None = None
     dns_timeout: float = 3.0  # per out-of-zone lookup (resolver)
+    use_system_resolver: bool = False  # without lookup_nameservers: resolve via /etc/resolv.conf?
+    wildcard_probe_label: str = "dcc-wildcard-probe"  # SNI for *.zone is <label>.zone
     network_timeout: float = 5.0  # a silent endpoint costs about this much (scanner)
     scan_timeout: float = 20.0  # hard deadline per endpoint (scanner)
     scan_concurrency: int = 100  # endpoints scanned at once by one scanner

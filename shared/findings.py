@@ -5,7 +5,7 @@ Codes are a public interface (JSONL, webhooks, alert routing): never rename one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared.messages import Finding
 
@@ -73,7 +73,7 @@ def store_disagreement(store_name: str, inner: Finding) -> Finding:
 
 def expiring(subject_rfc4514: str, not_after: datetime) -> Finding:
     """The original's warning: ``certificate "<subject>" expiring at <ISO 8601 UTC>``."""
-    when = not_after.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    when = not_after.astimezone(UTC).replace(tzinfo=None).isoformat()
     return Finding(
         code=CERT_EXPIRING,
         status="warning",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
-from typing import Literal, Union
+from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
@@ -105,6 +105,15 @@ class ScanJob(_Msg, tag="scan_job.v1"):
     segment: str = "default"
 
 
+class PlannedJob(msgspec.Struct, frozen=True, array_like=True):
+    """Enough of a job for the reporter to say what is missing when a run stalls."""
+
+    job_id: str
+    ip_address: str
+    port: int
+    fqdn: str
+
+
 class ZonePlan(_Msg, tag="zone_plan.v1"):
     """Resolver → reporter: which jobs a zone produced, and its zone-level findings.
 
@@ -114,9 +123,10 @@ class ZonePlan(_Msg, tag="zone_plan.v1"):
 
     run_id: str
     zone: str
-    job_ids: list[str]
+    jobs: list[PlannedJob]
     findings: list[LocatedFinding] = []
     serial: int | None = None
+    records: int = 0
 
 
 class ScanResult(_Msg, tag="scan_result.v1"):
@@ -134,7 +144,7 @@ class ScanResult(_Msg, tag="scan_result.v1"):
     certificate: CertificateFacts | None = None
 
 
-Message = Union[RunStarted, ZoneSnapshot, ScanJob, ZonePlan, ScanResult]
+Message = RunStarted | ZoneSnapshot | ScanJob | ZonePlan | ScanResult
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
@@ -164,7 +174,7 @@ def message_kind(message: Message) -> str:
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261129T034000Z-1a2b3c4d``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 

@@ -192,7 +192,9 @@ def _run(
             consumer.dead_letter(delivery, reason)
 
 
-def _publish_then_ack(transport: Transport, consumer: Consumer, delivery: Delivery, outputs: Iterable[Outgoing]) -> None:
+def _publish_then_ack(
+    transport: Transport, consumer: Consumer, delivery: Delivery, outputs: Iterable[Outgoing]
+) -> None:
     transport.publish_many(list(outputs))
     consumer.ack(delivery)
 

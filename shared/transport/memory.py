@@ -75,8 +75,7 @@ class _MemoryConsumer(Consumer):
         t = self._t
         with t._cond:
             ready = t._cond.wait_for(
-                lambda: self._closed
-                or (len(self._unsettled) < self._prefetch and bool(t._queues[self._queue])),
+                lambda: self._closed or (len(self._unsettled) < self._prefetch and bool(t._queues[self._queue])),
                 timeout=timeout,
             )
             if not ready or self._closed:

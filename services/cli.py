@@ -1,0 +1,181 @@
+"""``dns-cert-checker``: the original's command line, plus the services of the distributed mode.
+
+    dns-cert-checker [--from-zones-json zones.json] -o out.csv [--config config.json]   (as the original)
+    dns-cert-checker run ...                 the same job, with progress and a summary
+    dns-cert-checker fetch-zones -o zones.json
+    dns-cert-checker collector|resolver|scanner|reporter ...   (distributed mode, over AMQP_URL)
+
+Bad input (config, zones JSON) is one line on stderr naming file, place and problem; exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.config import Config, ConfigError, default_config_path, load_config, load_zones_json
+from shared.logging import setup_logging
+from shared.messages import ZoneSnapshot, new_run_id
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_BAD_INPUT = 2
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+SUBCOMMANDS = ("run", "fetch-zones", "collector", "resolver", "scanner", "reporter")
+
+log = logging.getLogger("dcc.cli")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=None, help="config.json (default: ./config.json when it exists, else built-in defaults)"
+    )
+    parser.add_argument("--log-level", type=int, default=None, help="override the config's log_level (10=DEBUG)")
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument(
+        "--from-zones-json", default=None, help="zones JSON to scan (default: AXFR from the config's sources)"
+    )
+    parser.add_argument("-o", "--output-csv", "--output_csv", dest="output_csv", default=None, help="findings CSV")
+    parser.add_argument("--jsonl", default=None, help="also write findings as JSON lines (with codes) here")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no summary table on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dns-cert-checker", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _run_args(sub.add_parser("run", help="the whole job in one process"))
+
+    fetch = sub.add_parser("fetch-zones", help="write the zones JSON from AXFR / zone files")
+    _common(fetch)
+    fetch.add_argument("-o", "--output", "--output_file", dest="output", default=None, help="file (default stdout)")
+
+    collector = sub.add_parser("collector", help="start runs: publish zones to the pipeline")
+    _common(collector)
+    collector.add_argument("--from-zones-json", default=None)
+    when = collector.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="publish one run and exit")
+    when.add_argument("--every", default=None, help="start a run every interval, e.g. 1h, 30m, 90s")
+    collector.add_argument(
+        "--skip-unchanged", action="store_true", help="skip zones whose SOA serial did not change"
+    )
+
+    resolver = sub.add_parser("resolver", help="resolve zones into scan jobs")
+    _common(resolver)
+    scanner = sub.add_parser("scanner", help="scan the jobs of one network segment")
+    _common(scanner)
+    scanner.add_argument("--segment", default="default", help="network segment whose queue to consume")
+    reporter = sub.add_parser("reporter", help="write each completed run's CSV/JSONL")
+    _common(reporter)
+    reporter.add_argument("--output-dir", required=True, type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in SUBCOMMANDS + ("-h", "--help"):
+        args_list.insert(0, "run")  # the original's command line has no subcommand
+    args = build_parser().parse_args(args_list)
+    try:
+        config = load_config(default_config_path(args.config))
+    except ConfigError as exc:
+        print(f"dns-cert-checker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    setup_logging(args.log_level if args.log_level is not None else config.log_level)
+    try:
+        return _dispatch(args, config)
+    except ConfigError as exc:
+        print(f"dns-cert-checker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "run":
+        return cmd_run(args, config)
+    if args.command == "fetch-zones":
+        from services.collector import fetch_zones
+
+        return fetch_zones.main(args, config)
+    transport = _amqp_transport()
+    try:
+        if args.command == "collector":
+            from services.collector import service
+
+            return service.main(args, config, transport)
+        from services import daemons
+
+        stop = threading.Event()
+        daemons.install_signal_handlers(stop)
+        if args.command == "resolver":
+            return daemons.run_resolver(config, transport, stop)
+        if args.command == "scanner":
+            return daemons.run_scanner(config, transport, stop, args.segment)
+        return daemons.run_reporter(config, transport, stop, args.output_dir)
+    finally:
+        transport.close()
+
+
+def _amqp_transport():  # type: ignore[no-untyped-def]
+    from shared.transport.amqp import AmqpTransport
+
+    return AmqpTransport(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+
+
+def zone_input(args: argparse.Namespace, config: Config, run_id: str) -> tuple[list[str], list[ZoneSnapshot] | None]:
+    """The zones of a run, and their snapshots when they come from a file (else collected lazily)."""
+    if args.from_zones_json:
+        from services.collector.zones_json import snapshots_from_zones_json
+
+        snapshots = snapshots_from_zones_json(run_id, load_zones_json(args.from_zones_json))
+        return [s.zone for s in snapshots], snapshots
+    from services.collector.sources import zone_names
+
+    zones = zone_names(config)
+    if not zones:
+        raise ConfigError(
+            "no zones to scan: give --from-zones-json or configure zone_data_sources / nameserver_zones"
+        )
+    return zones, None
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from services.pipeline import run_in_process
+    from services.reporter.outputs import CsvFileSink
+
+    from services import console
+
+    run_id = new_run_id()
+    zones, snapshots = zone_input(args, config, run_id)
+    if snapshots is None:
+        from services.collector.sources import collect
+
+        source = "axfr"
+        stream = collect(config, run_id)
+    else:
+        source = f"file:{args.from_zones_json}"
+        stream = iter(snapshots)
+    sink = CsvFileSink(
+        Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None
+    )
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    with console.progress_bar(enabled=show_progress) as progress:
+        report = run_in_process(config, run_id, zones, stream, sink, progress=progress, source=source)
+    if not args.quiet:
+        console.print_report(report, csv_path=args.output_csv)
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Writing reports: CSV (the original's five columns) and JSONL, always atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from services.reporter.report import CSV_COLUMNS, RunReport
+
+
+class ReportSink(Protocol):
+    def write(self, report: RunReport) -> None: ...
+
+
+def render_csv(report: RunReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(row.csv() for row in report.rows)
+    return buffer.getvalue()
+
+
+class _JsonlRow(msgspec.Struct):
+    run_id: str
+    zone: str
+    ip_address: str
+    port: int | None
+    fqdn: str
+    status: str
+    severity: str
+    code: str
+    message: str
+
+
+def render_jsonl(report: RunReport) -> bytes:
+    encoder = msgspec.json.Encoder()
+    lines = [
+        encoder.encode(
+            _JsonlRow(
+                run_id=report.run_id,
+                zone=row.zone,
+                ip_address=row.ip_address,
+                port=row.port,
+                fqdn=row.fqdn,
+                status=row.finding.status,
+                severity=row.finding.severity,
+                code=row.finding.code,
+                message=row.finding.message,
+            )
+        )
+        for row in report.rows
+    ]
+    return b"".join(line + b"\n" for line in lines)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CsvFileSink:
+    """``-o out.csv`` (and optionally ``--jsonl out.jsonl``): one file for all zones."""
+
+    def __init__(self, csv_path: Path | None, jsonl_path: Path | None = None) -> None:
+        self.csv_path = csv_path
+        self.jsonl_path = jsonl_path
+
+    def write(self, report: RunReport) -> None:
+        if self.csv_path is not None:
+            write_atomically(self.csv_path, render_csv(report).encode())
+        if self.jsonl_path is not None:
+            write_atomically(self.jsonl_path, render_jsonl(report))
+
+
+class DirectorySink:
+    """The reporter service: ``DIR/<run-id>.csv`` and ``.jsonl``, then ``DIR/latest.csv``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, report: RunReport) -> None:
+        text = render_csv(report).encode()
+        write_atomically(self.directory / f"{report.run_id}.jsonl", render_jsonl(report))
+        write_atomically(self.directory / f"{report.run_id}.csv", text)
+        write_atomically(self.directory / "latest.csv", text)

@@ -1,0 +1,70 @@
+"""A finished run: its rows in the original's CSV shape, and its summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.messages import Finding, ScanResult
+
+CSV_COLUMNS = ("ip_address", "port", "fqdn", "status", "message")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV row (and one JSONL line, which also carries code, zone and run)."""
+
+    zone: str
+    ip_address: str
+    port: int | None
+    fqdn: str
+    finding: Finding
+
+    def csv(self) -> tuple[str, str, str, str, str]:
+        port = "" if self.port is None else str(self.port)
+        return (self.ip_address, port, self.fqdn, self.finding.status, self.finding.message)
+
+    def log_line(self) -> str:
+        """The original's log format: ``ip:port - fqdn - message``."""
+        port = "" if self.port is None else str(self.port)
+        return f"{self.ip_address}:{port} - {self.fqdn} - {self.finding.message}"
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started_at: datetime | None
+    finished_at: datetime
+    complete: bool
+    zones: list[str]
+    rows: list[Row]
+    results: list[ScanResult]
+    failed_zones: list[str] = field(default_factory=list)
+    missing_jobs: int = 0
+    missing_zones: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+    def counts_by_code(self) -> Counter[str]:
+        return Counter(row.finding.code for row in self.rows)
+
+    def counts_by_status(self) -> Counter[str]:
+        return Counter(row.finding.status for row in self.rows)
+
+    def summary_line(self) -> str:
+        status = self.counts_by_status()
+        state = (
+            "complete"
+            if self.complete
+            else f"INCOMPLETE ({self.missing_jobs} jobs, {len(self.missing_zones)} zones missing)"
+        )
+        failed = f", failed zones: {', '.join(self.failed_zones)}" if self.failed_zones else ""
+        return (
+            f"run {self.run_id} {state}: {len(self.zones)} zones, {len(self.results)} endpoints scanned, "
+            f"{status.get('error', 0)} errors, {status.get('warning', 0)} warnings in {self.duration_s:.1f}s{failed}"
+        )

@@ -1,0 +1,206 @@
+"""Resolver: a zone snapshot → one scan job per (address, port, name), plus the zone's plan.
+
+Pure apart from the injected ``lookup`` (names outside the zone). In-zone CNAME chains are
+followed from the snapshot itself, so a zone costs no DNS traffic unless it points outside.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from services.resolver.dns_lookup import Lookup, LookupAnswer
+from services.resolver.names import absolute, covering_wildcards, in_zone, is_wildcard, wildcard_parent
+from services.resolver.segments import SegmentMap
+from shared import findings
+from shared.config import Config
+from shared.messages import (
+    LocatedFinding,
+    Message,
+    PlannedJob,
+    ScanJob,
+    ZonePlan,
+    ZoneSnapshot,
+    job_id,
+)
+from shared.runner import PermanentError
+from shared.transport.base import REPORT, Outgoing, scan_queue
+
+log = logging.getLogger("dcc.resolver")
+
+MAX_CNAME_DEPTH = 16
+
+
+@dataclass
+class _Zone:
+    """A snapshot indexed by absolute name."""
+
+    name: str
+    addresses: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    cnames: dict[str, str] = field(default_factory=dict)
+    invalid: list[LocatedFinding] = field(default_factory=list)
+
+
+def _index(snapshot: ZoneSnapshot) -> _Zone:
+    zone = _Zone(snapshot.zone.lower().rstrip("."))
+    for record in snapshot.records:
+        owner = absolute(record.name, zone.name)
+        if record.type == "CNAME":
+            zone.cnames[owner] = absolute(record.target, zone.name)
+            continue
+        try:
+            address = ipaddress.ip_address(record.target.strip())
+        except ValueError:
+            zone.invalid.append(
+                _name_finding(
+                    owner, findings.INVALID_RECORD, f"{record.type} record has invalid address {record.target!r}"
+                )
+            )
+            continue
+        if (record.type == "A") != (address.version == 4):
+            zone.invalid.append(
+                _name_finding(
+                    owner,
+                    findings.INVALID_RECORD,
+                    f"{record.type} record has a v{address.version} address {record.target}",
+                )
+            )
+            continue
+        zone.addresses[owner].append(address.compressed)
+    return zone
+
+
+def _name_finding(fqdn: str, code: str, message: str) -> LocatedFinding:
+    return LocatedFinding(fqdn=fqdn, finding=findings.error(code, message))
+
+
+class ResolverHandler:
+    def __init__(self, config: Config, lookup: Lookup) -> None:
+        self._ports = list(dict.fromkeys(config.ssl_ports))
+        self._filters = config.compiled_name_filters()
+        self._segments = SegmentMap(config.segments, config.default_segment)
+        self._probe_label = config.wildcard_probe_label
+        self._lookup = lookup
+
+    def queues(self) -> list[str]:
+        """Every queue this handler may publish to (declare them before serving)."""
+        return [REPORT] + [scan_queue(s) for s in self._segments.names()]
+
+    def handle(self, message: Message) -> list[Outgoing]:
+        if not isinstance(message, ZoneSnapshot):
+            raise PermanentError(f"resolver cannot handle {type(message).__name__}")
+        jobs, plan = self.plan(message)
+        out = [Outgoing(scan_queue(job.segment), job) for job in jobs]
+        out.append(Outgoing(REPORT, plan))
+        return out
+
+    def plan(self, snapshot: ZoneSnapshot) -> tuple[list[ScanJob], ZonePlan]:
+        """The scan jobs of a zone and the plan that tells the reporter to expect them."""
+        if snapshot.failure is not None:
+            plan = ZonePlan(run_id=snapshot.run_id, zone=snapshot.zone, jobs=[], findings=[snapshot.failure])
+            return [], plan
+        zone = _index(snapshot)
+        problems: list[LocatedFinding] = list(zone.invalid)
+        targets: dict[str, list[str]] = {}  # report name → addresses
+        cache: dict[str, LookupAnswer] = {}
+        for owner in list(zone.addresses) + list(zone.cnames):
+            if owner in targets or _filtered(owner, self._filters):
+                continue
+            addresses, problem = self._addresses_of(owner, zone, cache)
+            if problem is not None:
+                problems.append(problem)
+            if addresses:
+                targets[owner] = addresses
+        jobs: dict[str, ScanJob] = {}
+        for fqdn, addresses in targets.items():
+            sni = f"{self._probe_label}.{wildcard_parent(fqdn)}" if is_wildcard(fqdn) else fqdn
+            for address in dict.fromkeys(addresses):
+                segment = self._segments.segment_of(address)
+                for port in self._ports:
+                    if segment is None:
+                        problems.append(
+                            LocatedFinding(
+                                ip_address=address,
+                                port=port,
+                                fqdn=fqdn,
+                                finding=findings.error(findings.NO_SEGMENT, f"no network segment scans {address}"),
+                            )
+                        )
+                        continue
+                    jid = job_id(snapshot.run_id, address, port, fqdn, sni)
+                    jobs[jid] = ScanJob(
+                        job_id=jid,
+                        run_id=snapshot.run_id,
+                        zone=zone.name,
+                        ip_address=address,
+                        port=port,
+                        fqdn=fqdn,
+                        sni=sni,
+                        segment=segment,
+                    )
+        plan = ZonePlan(
+            run_id=snapshot.run_id,
+            zone=snapshot.zone,
+            jobs=[PlannedJob(j.job_id, j.ip_address, j.port, j.fqdn) for j in jobs.values()],
+            findings=problems,
+            serial=snapshot.serial,
+            records=len(snapshot.records),
+        )
+        log.info(
+            "zone %s: %d records, %d jobs, %d findings", snapshot.zone, len(snapshot.records), len(jobs), len(problems)
+        )
+        return list(jobs.values()), plan
+
+    def _addresses_of(
+        self, owner: str, zone: _Zone, cache: dict[str, LookupAnswer]
+    ) -> tuple[list[str], LocatedFinding | None]:
+        """Follow ``owner`` through in-zone CNAMEs (and wildcards) to addresses."""
+        chain = [owner]
+        name = owner
+        while True:
+            if name in zone.addresses:
+                return zone.addresses[name], None
+            if name in zone.cnames:
+                target = zone.cnames[name]
+                if target in chain:
+                    path = " -> ".join(chain + [target])
+                    return [], _name_finding(owner, findings.CNAME_LOOP, f"CNAME loop: {path}")
+                if len(chain) > MAX_CNAME_DEPTH:
+                    return [], _name_finding(
+                        owner, findings.CNAME_TOO_DEEP, f"CNAME chain longer than {MAX_CNAME_DEPTH}: {owner}"
+                    )
+                chain.append(target)
+                name = target
+                continue
+            if in_zone(name, zone.name):
+                covered = next(
+                    (w for w in covering_wildcards(name, zone.name) if w in zone.addresses or w in zone.cnames), None
+                )
+                if covered is not None and covered not in chain:
+                    chain.append(covered)
+                    name = covered
+                    continue
+                if name == owner:  # an owner with no A/AAAA/CNAME of its own cannot reach here
+                    return [], None
+                return [], _name_finding(
+                    owner, findings.DANGLING_CNAME, f"CNAME target {name} does not exist in zone {zone.name}"
+                )
+            answer = cache.get(name)
+            if answer is None:
+                answer = cache[name] = self._lookup(name)
+            if answer.addresses:
+                return list(answer.addresses), None
+            if answer.nxdomain:
+                return [], _name_finding(owner, findings.DANGLING_CNAME, f"CNAME target {name} does not exist")
+            reason = answer.error or f"{name} has no A or AAAA records"
+            code = findings.LOOKUP_FAILED if answer.error else findings.DANGLING_CNAME
+            return [], _name_finding(owner, code, f"cannot resolve CNAME target {name}: {reason}")
+
+
+def _filtered(fqdn: str, filters: Sequence[re.Pattern[str]]) -> bool:
+    """The original's rule: a matching filter drops the name; wildcard names are never filtered."""
+    return not is_wildcard(fqdn) and any(f.search(fqdn) for f in filters)

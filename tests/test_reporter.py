@@ -1,0 +1,165 @@
+"""The reporter handler: completion, duplicates, deadlines, and the files it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from services.reporter.handler import ReporterHandler
+from services.reporter.outputs import CsvFileSink, DirectorySink
+from services.reporter.report import RunReport
+from shared import findings
+from shared.config import Config
+from shared.messages import LocatedFinding, PlannedJob, RunStarted, ScanResult, ZonePlan
+
+NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def started(zones=("a.test", "b.test")) -> RunStarted:
+    return RunStarted(run_id="r1", started_at=NOW, zones=list(zones))
+
+
+def result(jid: str, fqdn: str, *found) -> ScanResult:
+    return ScanResult(
+        job_id=jid, run_id="r1", zone=fqdn.split(".", 1)[1], ip_address="127.0.0.1", port=443, fqdn=fqdn,
+        findings=list(found), scanned_at=NOW,
+    )
+
+
+def zone_plan(zone: str, *jobs: tuple[str, str], zone_findings=()) -> ZonePlan:
+    return ZonePlan(
+        run_id="r1", zone=zone, jobs=[PlannedJob(j, "127.0.0.1", 443, f) for j, f in jobs], findings=list(zone_findings)
+    )
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def make(tmp_path: Path, **config):
+    reports: list[RunReport] = []
+    clock = Clock()
+    handler = ReporterHandler(Config(**config), DirectorySink(tmp_path), on_report=reports.append, clock=clock)
+    return handler, reports, clock
+
+
+def test_run_completes_when_every_zone_is_planned_and_every_job_reported(tmp_path):
+    handler, reports, _ = make(tmp_path)
+    loop = LocatedFinding(fqdn="x.b.test", finding=findings.error(findings.CNAME_LOOP, "CNAME loop: x.b.test -> x.b.test"))
+    # results may overtake their plan: they come from other processes
+    handler.handle(result("j2", "www.b.test", findings.error(findings.CERT_EXPIRED)))
+    handler.handle(started())
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
+    assert reports == []
+    handler.handle(zone_plan("b.test", ("j2", "www.b.test"), zone_findings=[loop]))
+    assert reports == []
+    handler.handle(result("j1", "www.a.test", findings.expiring("CN=www.a.test", datetime(2026, 12, 1, 12, tzinfo=timezone.utc))))
+    assert len(reports) == 1 and reports[0].complete
+    rows = read_csv(tmp_path / "r1.csv")
+    assert rows == [
+        ["ip_address", "port", "fqdn", "status", "message"],
+        ["127.0.0.1", "443", "www.a.test", "warning", 'certificate "CN=www.a.test" expiring at 2026-12-01T12:00:00'],
+        ["127.0.0.1", "443", "www.b.test", "error", "certificate has expired"],
+        ["", "", "x.b.test", "error", "CNAME loop: x.b.test -> x.b.test"],
+    ]
+    assert read_csv(tmp_path / "latest.csv") == rows
+    lines = [json.loads(line) for line in (tmp_path / "r1.jsonl").read_text().splitlines()]
+    assert [line["code"] for line in lines] == ["CERT_EXPIRING", "CERT_EXPIRED", "CNAME_LOOP"]
+    assert lines[1]["severity"] == "error" and lines[1]["zone"] == "b.test"
+
+
+def test_duplicate_results_never_add_rows(tmp_path):
+    handler, reports, _ = make(tmp_path)
+    handler.handle(started(["a.test"]))
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test"), ("j2", "api.a.test")))
+    expired = findings.error(findings.CERT_EXPIRED)
+    handler.handle(result("j1", "www.a.test", expired))
+    handler.handle(result("j1", "www.a.test", expired))  # redelivered
+    assert reports == []
+    handler.handle(result("j2", "api.a.test"))
+    handler.handle(result("j2", "api.a.test"))  # late duplicate after completion
+    assert len(reports) == 1
+    assert len(read_csv(tmp_path / "r1.csv")) == 2
+
+
+def test_duplicate_plans_do_not_double_count(tmp_path):
+    handler, reports, _ = make(tmp_path)
+    handler.handle(started(["a.test"]))
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
+    handler.handle(result("j1", "www.a.test"))
+    assert len(reports) == 1 and reports[0].complete
+
+
+def test_a_zone_with_no_jobs_completes_the_run(tmp_path):
+    handler, reports, _ = make(tmp_path)
+    handler.handle(started(["empty.test"]))
+    handler.handle(zone_plan("empty.test"))
+    assert len(reports) == 1 and reports[0].complete
+    assert read_csv(tmp_path / "r1.csv") == [["ip_address", "port", "fqdn", "status", "message"]]
+
+
+def test_stalled_run_is_written_as_incomplete_listing_what_is_missing(tmp_path):
+    handler, reports, clock = make(tmp_path, run_deadline=60)
+    handler.handle(started())
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test"), ("j2", "api.a.test")))
+    handler.handle(result("j1", "www.a.test"))
+    clock.now = 59
+    handler.tick()
+    assert reports == []
+    clock.now = 61
+    handler.tick()
+    assert len(reports) == 1
+    report = reports[0]
+    assert not report.complete and report.missing_jobs == 1 and report.missing_zones == ["b.test"]
+    rows = read_csv(tmp_path / "r1.csv")
+    assert ["127.0.0.1", "443", "api.a.test", "error", "no scan result before the run deadline"] in rows
+    assert ["", "", "b.test", "error", "zone was never resolved before the run deadline"] in rows
+    assert "INCOMPLETE" in report.summary_line()
+    handler.handle(result("j2", "api.a.test"))  # too late: ignored, no second report
+    assert len(reports) == 1
+
+
+def test_failed_zones_are_listed_in_the_summary(tmp_path):
+    handler, reports, _ = make(tmp_path)
+    refused = LocatedFinding(
+        ip_address="127.0.0.1", port=53, fqdn="b.test", finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused")
+    )
+    handler.handle(started())
+    handler.handle(zone_plan("b.test", zone_findings=[refused]))
+    handler.handle(zone_plan("a.test"))
+    assert reports[0].failed_zones == ["b.test"]
+    assert "failed zones: b.test" in reports[0].summary_line()
+    assert read_csv(tmp_path / "r1.csv")[1] == ["127.0.0.1", "53", "b.test", "error", "zone transfer refused"]
+
+
+def test_single_file_sink_writes_csv_and_jsonl(tmp_path):
+    sink = CsvFileSink(tmp_path / "out.csv", tmp_path / "out.jsonl")
+    handler = ReporterHandler(Config(), sink)
+    handler.handle(started(["a.test"]))
+    handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
+    handler.handle(result("j1", "www.a.test", findings.error(findings.HOSTNAME_MISMATCH)))
+    assert read_csv(tmp_path / "out.csv")[1] == ["127.0.0.1", "443", "www.a.test", "error", "subject does not match hostname"]
+    assert json.loads((tmp_path / "out.jsonl").read_text())["code"] == "HOSTNAME_MISMATCH"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_findings_are_logged_in_the_original_format(tmp_path, caplog):
+    handler, _, _ = make(tmp_path)
+    handler.handle(started(["a.test"]))
+    with caplog.at_level("WARNING", logger="dcc.reporter"):
+        handler.handle(result("j1", "www.a.test", findings.error(findings.SELF_SIGNED)))
+    assert ("ERROR", "127.0.0.1:443 - www.a.test - self signed certificate") in [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]
