@@ -69,7 +69,7 @@ class CertificateFacts(msgspec.Struct, frozen=True, kw_only=True):
     chain_length: int = 1
 
 
-class RunStarted(_Msg, tag="run_started.v1"):
+class RunStarted(_Msg, tag="run_started.v1", frozen=True):
     """Collector → reporter: a run exists and these zones belong to it."""
 
     run_id: str
@@ -78,7 +78,7 @@ class RunStarted(_Msg, tag="run_started.v1"):
     source: str = ""
 
 
-class ZoneSnapshot(_Msg, tag="zone_snapshot.v1"):
+class ZoneSnapshot(_Msg, tag="zone_snapshot.v1", frozen=True):
     """Collector → resolver: one whole zone (the resolver needs all of it for CNAME chains).
 
     ``failure`` is set instead of records when the zone could not be collected; the
@@ -92,7 +92,7 @@ class ZoneSnapshot(_Msg, tag="zone_snapshot.v1"):
     failure: LocatedFinding | None = None
 
 
-class ScanJob(_Msg, tag="scan_job.v1"):
+class ScanJob(_Msg, tag="scan_job.v1", frozen=True):
     """Resolver → scanner: connect to ``ip_address:port`` with SNI ``sni``; report as ``fqdn``."""
 
     job_id: str
@@ -114,7 +114,7 @@ class PlannedJob(msgspec.Struct, frozen=True, array_like=True):
     fqdn: str
 
 
-class ZonePlan(_Msg, tag="zone_plan.v1"):
+class ZonePlan(_Msg, tag="zone_plan.v1", frozen=True):
     """Resolver → reporter: which jobs a zone produced, and its zone-level findings.
 
     The reporter knows a run is complete when every zone of its ``RunStarted`` has a plan
@@ -129,7 +129,7 @@ class ZonePlan(_Msg, tag="zone_plan.v1"):
     records: int = 0
 
 
-class ScanResult(_Msg, tag="scan_result.v1"):
+class ScanResult(_Msg, tag="scan_result.v1", frozen=True):
     """Scanner → reporter: the findings of one job (empty list = healthy)."""
 
     job_id: str

@@ -11,6 +11,7 @@ message and return ``Outgoing`` items; they never touch the transport.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -90,11 +91,15 @@ def serve(
     next_tick = time.monotonic() + opts.tick_interval
     batch_started: float | None = None
 
+    def settled(future: Future[None]) -> None:
+        in_flight.discard(future)
+        slots.release()
+
     def submit(fn: Callable[[], None]) -> None:
         slots.acquire()
         future = pool.submit(fn)
         in_flight.add(future)
-        future.add_done_callback(lambda f: (in_flight.discard(f), slots.release()))
+        future.add_done_callback(settled)
 
     try:
         while not stop.is_set():
@@ -111,7 +116,7 @@ def serve(
             if pending and (full or lingered or delivery is None) and _free(slots):
                 take = [pending.popleft() for _ in range(min(opts.batch_size, len(pending)))]
                 batch_started = time.monotonic() if pending else None
-                submit(lambda take=take: _run(transport, consumer, queue, handler, take, opts))
+                submit(functools.partial(_run, transport, consumer, queue, handler, take, opts))
             if isinstance(handler, Ticking) and now >= next_tick and _free(slots):
                 next_tick = now + opts.tick_interval
                 submit(lambda: _tick(transport, handler))
