@@ -114,7 +114,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             from services.collector import service
 
             return service.main(args, config, transport)
-        from services import daemons
+        import services.daemons as daemons
 
         stop = threading.Event()
         daemons.install_signal_handlers(stop)

@@ -121,6 +121,7 @@ def serve(
                 next_tick = now + opts.tick_interval
                 submit(lambda: _tick(transport, handler))
     finally:
+        consumer.cancel()  # no new deliveries while draining (the broker would keep pushing them)
         for delivery, _ in pending:
             consumer.requeue(delivery)
         deadline = time.monotonic() + opts.drain_timeout
@@ -179,22 +180,31 @@ def _run(
     if hasattr(handler, "handle_batch") and len(items) > 1:
         try:
             for index, outputs in handler.handle_batch([m for _, m in items]):
-                delivery, _ = remaining.pop(index)
-                _publish_then_ack(transport, consumer, delivery, outputs)
+                _publish_then_ack(transport, consumer, remaining[index][0], outputs)
+                del remaining[index]
         except ConnectionLost:
+            _give_back(consumer, [d for d, _ in remaining.values()])
             return
         except Exception as exc:  # the batch broke: what is left is tried one by one
             log.warning("batch on %s failed (%s); retrying %d one by one", queue, exc, len(remaining))
-    for delivery, message in remaining.values():
+    for key in list(remaining):
+        delivery, message = remaining.pop(key)
         try:
             outputs = _retrying(opts.attempts)(_outputs_for_one, handler, message)
             _publish_then_ack(transport, consumer, delivery, outputs)
         except ConnectionLost:
+            _give_back(consumer, [delivery, *(d for d, _ in remaining.values())])
             return
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.error("dead-lettering %s on %s: %s", message_kind(message), queue, reason)
             consumer.dead_letter(delivery, reason)
+
+
+def _give_back(consumer: Consumer, deliveries: Iterable[Delivery]) -> None:
+    """Publishing gave up: requeue (a no-op when the consumer's connection died too)."""
+    for delivery in deliveries:
+        consumer.requeue(delivery)
 
 
 def _publish_then_ack(

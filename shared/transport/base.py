@@ -71,6 +71,9 @@ class Consumer(ABC):
     def requeue(self, delivery: Delivery) -> None:
         """Give it back for another consumer (shutdown before it started). Any thread."""
 
+    def cancel(self) -> None:  # noqa: B027 - optional hook: only a broker pushes deliveries unasked
+        """Stop receiving new deliveries (shutdown); settling in-flight ones still works. Owner thread."""
+
     @abstractmethod
     def close(self) -> None:
         """Stop; unsettled deliveries go back to the queue."""
