@@ -25,10 +25,17 @@ class Row:
         port = "" if self.port is None else str(self.port)
         return (self.ip_address, port, self.fqdn, self.finding.status, self.finding.message)
 
+    def endpoint(self) -> str:
+        """``ip:port`` (``[v6]:port``); empty for findings about a name rather than an endpoint."""
+        if not self.ip_address:
+            return ""
+        host = f"[{self.ip_address}]" if ":" in self.ip_address else self.ip_address
+        return host if self.port is None else f"{host}:{self.port}"
+
     def log_line(self) -> str:
-        """The original's log format: ``ip:port - fqdn - message``."""
-        port = "" if self.port is None else str(self.port)
-        return f"{self.ip_address}:{port} - {self.fqdn} - {self.finding.message}"
+        """The original's log format: ``ip:port - fqdn - message`` (name findings: ``fqdn - message``)."""
+        prefix = f"{self.endpoint()} - " if self.ip_address else ""
+        return f"{prefix}{self.fqdn} - {self.finding.message}"
 
 
 @dataclass

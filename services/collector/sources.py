@@ -1,0 +1,183 @@
+"""Which zones a config names, where each comes from, and collecting them one by one.
+
+Sources, in this order (a zone named twice is taken from its first source, with a warning):
+1. ``zone_data_sources`` — ``BIND`` entries (AXFR from ``config.server_ip:server_port``, optional
+   TSIG) and ``FILE`` entries (RFC 1035 master files);
+2. the legacy ``nameserver_zones`` — ``{"ip" | "ip:port" | "[v6]:port": [zones]}``, AXFR.
+
+Skipping unchanged zones is two-phase, because ``RunStarted`` must list the zones of a run
+before any snapshot is sent and the reporter expects one plan per listed zone:
+``plan(config, serials)`` asks each server for the zone's SOA serial (one small query) and
+hashes each zone file, and returns the zones to collect and the ones skipped; the run then
+lists only ``plan.collect`` and ``collect_tasks`` sends one snapshot for each of those. A
+skipped zone is absent from that run (no snapshot, no report rows). A zone whose SOA query
+fails is collected (its failure is then reported). Serials are recorded only after the
+snapshot was taken by the consumer and only when the zone was collected without failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from services.collector import axfr, zonefile
+from services.collector.serials import SerialStore
+from services.collector.zones_json import normalise_zone
+from shared import findings
+from shared.config import BindServer, BindSource, Config, ZoneFileSource, parse_host_port
+from shared.messages import LocatedFinding, ZoneSnapshot
+
+log = logging.getLogger("dcc.collector")
+
+
+@dataclass(frozen=True)
+class ZoneTask:
+    """One zone and where to get it: a server (AXFR) or a file; ``problem`` if neither works."""
+
+    zone: str
+    source: str  # "axfr:127.0.0.1:53", "file:zones/example.com.zone" (logs, serial keys)
+    server: BindServer | None = None
+    path: str | None = None
+    problem: str | None = None
+
+
+@dataclass
+class CollectionPlan:
+    collect: list[ZoneTask] = field(default_factory=list)
+    skipped: list[tuple[ZoneTask, int | None]] = field(default_factory=list)  # (task, unchanged serial)
+
+    @property
+    def zones(self) -> list[str]:
+        return [task.zone for task in self.collect]
+
+
+def zone_tasks(config: Config) -> list[ZoneTask]:
+    """Every configured zone with its source, each zone once."""
+    tasks: list[ZoneTask] = []
+    for source_name, source in config.zone_data_sources.items():
+        if isinstance(source, BindSource):
+            label = "axfr:" + axfr.server_label(source.config)
+            tasks.extend(ZoneTask(normalise_zone(z), label, server=source.config) for z in source.zones)
+        elif isinstance(source, ZoneFileSource):
+            tasks.extend(
+                ZoneTask(normalise_zone(zone), f"file:{path}", path=path) for zone, path in source.files.items()
+            )
+        else:  # pragma: no cover - the config decoder admits only the types above
+            log.warning("zone_data_sources.%s: unsupported source type, ignored", source_name)
+    for entry, zones in config.nameserver_zones.items():
+        try:
+            ip, port = parse_host_port(entry, 53)
+        except ValueError as exc:
+            tasks.extend(
+                ZoneTask(normalise_zone(z), f"axfr:{entry}", problem=f"nameserver_zones: {exc}") for z in zones
+            )
+            continue
+        server = BindServer(server_ip=ip, server_port=port)
+        label = "axfr:" + axfr.server_label(server)
+        tasks.extend(ZoneTask(normalise_zone(z), label, server=server) for z in zones)
+    unique: dict[str, ZoneTask] = {}
+    for task in tasks:
+        if not task.zone:
+            continue
+        first = unique.setdefault(task.zone, task)
+        if first is not task:
+            log.warning("zone %s is configured twice: using %s, ignoring %s", task.zone, first.source, task.source)
+    return list(unique.values())
+
+
+def zone_names(config: Config) -> list[str]:
+    """Every configured zone (normalised: lower case, no final dot), in config order."""
+    return [task.zone for task in zone_tasks(config)]
+
+
+def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
+    """The zones to collect now; with ``serials``, zones unchanged since their last success are skipped."""
+    result = CollectionPlan()
+    for task in zone_tasks(config):
+        current = _current_version(task) if serials is not None else None
+        if serials is not None and current is not None:
+            serial, fingerprint = current
+            if serials.unchanged(task.source, task.zone, serial, fingerprint):
+                log.info("zone %s unchanged (serial %s) since its last collection: skipped", task.zone, serial)
+                result.skipped.append((task, serial))
+                continue
+        result.collect.append(task)
+    return result
+
+
+def collect_tasks(tasks: Iterable[ZoneTask], run_id: str, serials: SerialStore | None = None) -> Iterator[ZoneSnapshot]:
+    """One snapshot per task, in order; a failing zone yields its failure and the others go on."""
+    try:
+        for task in tasks:
+            started = time.monotonic()
+            fingerprint = zonefile.fingerprint(task.path) if task.path is not None else None
+            snap = collect_one(task, run_id)
+            elapsed = time.monotonic() - started
+            if snap.failure is not None:
+                log.error("%s", failure_line(snap))
+            else:
+                log.info(
+                    "zone %s from %s: %d records, serial %s, %.2f s",
+                    task.zone,
+                    task.source,
+                    len(snap.records),
+                    snap.serial,
+                    elapsed,
+                )
+            yield snap
+            # back here only once the consumer took the snapshot (published it)
+            if serials is not None and snap.failure is None:
+                serials.record(task.source, task.zone, snap.serial, fingerprint)
+    finally:
+        if serials is not None:
+            serials.save()
+
+
+def collect(config: Config, run_id: str, serials: SerialStore | None = None) -> Iterator[ZoneSnapshot]:
+    """Every configured zone (or, with ``serials``, every changed one): ``collect_tasks(plan(...))``.
+
+    Callers that announce the zones first (``RunStarted``) use ``plan`` and ``collect_tasks``.
+    """
+    return collect_tasks(plan(config, serials).collect, run_id, serials)
+
+
+def collect_one(task: ZoneTask, run_id: str) -> ZoneSnapshot:
+    if task.problem is not None:
+        failure = LocatedFinding(fqdn=task.zone, finding=findings.error(findings.ZONE_TRANSFER_FAILED, task.problem))
+        return ZoneSnapshot(run_id=run_id, zone=task.zone, failure=failure)
+    if task.path is not None:
+        return zonefile.snapshot(task.zone, task.path, run_id)
+    assert task.server is not None
+    return axfr.snapshot(task.server, task.zone, run_id)
+
+
+def failure_line(snap: ZoneSnapshot) -> str:
+    """The one log line for a failed zone."""
+    assert snap.failure is not None
+    return f"zone {snap.zone}: {snap.failure.finding.code}: {snap.failure.finding.message}"
+
+
+def summary_line(run_id: str, collected: int, failed: list[ZoneSnapshot], skipped: int = 0) -> str:
+    text = f"run {run_id}: {collected} zone(s) collected, {len(failed)} failed"
+    if skipped:
+        text += f", {skipped} unchanged and skipped"
+    if failed:
+        text += ": " + ", ".join(f"{s.zone} ({s.failure.finding.code})" for s in failed if s.failure)
+    return text
+
+
+def _current_version(task: ZoneTask) -> tuple[int | None, str | None] | None:
+    """(serial, fingerprint) now, or None when it cannot be known cheaply (then: collect)."""
+    if task.problem is not None:
+        return None
+    if task.path is not None:
+        fingerprint = zonefile.fingerprint(task.path)
+        return (None, fingerprint) if fingerprint else None
+    assert task.server is not None
+    try:
+        return axfr.query_serial(task.server, task.zone), None
+    except axfr.ZoneTransferError as exc:
+        log.info("zone %s: SOA query failed (%s); collecting it", task.zone, exc)
+        return None
