@@ -52,6 +52,14 @@ class BindServer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     lifetime: float = 300.0  # whole transfer, seconds
     retries: int = 2  # extra attempts on transient failures (timeout, reset, EOF)
 
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.server_ip)
+        except ValueError:
+            raise ValueError(f"server_ip {self.server_ip!r} is not an IP address") from None
+        if not 0 < self.server_port < 65536:
+            raise ValueError(f"server_port {self.server_port} is not a port")
+
 
 class BindSource(msgspec.Struct, tag_field="type", tag="BIND", forbid_unknown_fields=True, frozen=True):
     config: BindServer
@@ -99,7 +107,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"name_filters: {pattern!r} is not a regular expression ({exc})") from None
-        for entry in self.lookup_nameservers:
+        for entry in [*self.lookup_nameservers, *self.nameserver_zones]:
             parse_host_port(entry, 53)
         for segment, cidrs in self.segments.items():
             for cidr in cidrs:

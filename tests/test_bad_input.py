@@ -24,6 +24,11 @@ from shared.config import ConfigError, load_config, parse_host_port
         ('{"segments": {"dmz": ["10.0.0.0/33"]}}', "segments.dmz"),
         ('{"zone_data_sources": {"x": {"type": "ROUTE53"}}}', "$.zone_data_sources[...].type"),
         ('{"log_level": 30,', "truncated"),
+        ('{"nameserver_zones": {"ns1.example.com": ["a.test"]}}', "'ns1.example.com' is not an IP address"),
+        (
+            '{"zone_data_sources": {"x": {"type": "BIND", "config": {"server_ip": "ns1"}, "zones": ["a.test"]}}}',
+            "server_ip 'ns1' is not an IP address",
+        ),
     ],
 )
 def test_config_errors_name_the_place(tmp_path, text, expected):

@@ -213,9 +213,9 @@ def test_malformed_answer_is_a_failure_without_retry() -> None:
 
 
 def test_server_ip_must_be_an_address() -> None:
-    error = _fails(BindServer("ns1.example.test", 53), "small.test")
-    assert error.code == findings.ZONE_TRANSFER_FAILED
-    assert "not an IP address" in error.message
+    # names would need the system resolver: refused when the config is read
+    with pytest.raises(ValueError, match="not an IP address"):
+        BindServer("ns1.example.test", 53)
 
 
 def test_query_serial(knot: KnotServer, bind: BindServer, bind_tsig: BindServer) -> None:

@@ -42,11 +42,9 @@ def test_zone_names_from_every_kind_of_source(tmp_path: Path) -> None:
     assert tasks["files.test"].path == str(tmp_path / "f.zone")
 
 
-def test_bad_legacy_nameserver_is_a_zone_failure_not_a_crash() -> None:
-    config = config_from({"nameserver_zones": {"ns1.example.test": ["x.test"]}})
-    (snap,) = list(sources.collect(config, "run-1"))
-    assert snap.failure is not None and snap.failure.finding.code == findings.ZONE_TRANSFER_FAILED
-    assert "not an IP address" in snap.failure.finding.message
+def test_bad_legacy_nameserver_is_a_config_error_not_a_crash() -> None:
+    with pytest.raises(msgspec.ValidationError, match="not an IP address"):
+        config_from({"nameserver_zones": {"ns1.example.test": ["x.test"]}})
 
 
 def test_one_failing_zone_does_not_stop_the_others(
