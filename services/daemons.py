@@ -59,10 +59,12 @@ def run_scanner(config: Config, transport: Transport, stop: threading.Event, seg
 
 def run_reporter(config: Config, transport: Transport, stop: threading.Event, output_dir: Path) -> int:
     from services.reporter.handler import ReporterHandler
+    from services.reporter.journal import RunJournal
     from services.reporter.outputs import DirectorySink
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    handler = ReporterHandler(config, DirectorySink(output_dir))
+    # the journal lets a restarted reporter finish the runs it had begun (their messages are acked)
+    handler = ReporterHandler(config, DirectorySink(output_dir), journal=RunJournal(output_dir / ".journal"))
     return _serve(transport, REPORT, [REPORT], handler, stop, REPORTER_OPTIONS)
 
 

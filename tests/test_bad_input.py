@@ -73,7 +73,11 @@ def test_cli_reports_bad_zones_json_in_one_line(tmp_path, capsys):
 def test_cli_process_exits_2_without_traceback(tmp_path):
     (tmp_path / "config.json").write_text('{"bogus_key": true}')
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli", "-o", "out.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.cli", "-o", "out.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == EXIT_BAD_INPUT
     assert proc.stderr.strip() == "dns-cert-checker: config.json: Object contains unknown field `bogus_key`"

@@ -67,7 +67,9 @@ def test_zones_json_to_csv_has_every_expected_row_and_nothing_for_healthy_endpoi
     out = tmp_path / "out.csv"
     jsonl = tmp_path / "out.jsonl"
 
-    code = main(["--from-zones-json", str(zones_path), "-o", str(out), "--config", str(config_path), "--jsonl", str(jsonl)])
+    code = main(
+        ["--from-zones-json", str(zones_path), "-o", str(out), "--config", str(config_path), "--jsonl", str(jsonl)]
+    )
 
     assert code == 0
     rows = read_rows(out)
@@ -83,7 +85,11 @@ def test_zones_json_to_csv_has_every_expected_row_and_nothing_for_healthy_endpoi
     assert all(row[2] != "internal-only.lab.test" for row in rows)
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == len(rows)
-    assert {line["code"] for line in lines} >= {findings.CERT_EXPIRED, findings.HOSTNAME_MISMATCH, findings.DANGLING_CNAME}
+    assert {line["code"] for line in lines} >= {
+        findings.CERT_EXPIRED,
+        findings.HOSTNAME_MISMATCH,
+        findings.DANGLING_CNAME,
+    }
     shown = capsys.readouterr().out
     assert "endpoints scanned" in shown and "complete" in shown
 
@@ -91,8 +97,14 @@ def test_zones_json_to_csv_has_every_expected_row_and_nothing_for_healthy_endpoi
 def test_csv_is_the_same_on_a_second_run(lab, tmp_path):
     zones_path, config_path = write_inputs(tmp_path, lab)
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
-    assert main(["run", "--from-zones-json", str(zones_path), "-o", str(first), "--config", str(config_path), "--quiet"]) == 0
-    assert main(["run", "--from-zones-json", str(zones_path), "-o", str(second), "--config", str(config_path), "--quiet"]) == 0
+    assert (
+        main(["run", "--from-zones-json", str(zones_path), "-o", str(first), "--config", str(config_path), "--quiet"])
+        == 0
+    )
+    assert (
+        main(["run", "--from-zones-json", str(zones_path), "-o", str(second), "--config", str(config_path), "--quiet"])
+        == 0
+    )
     assert first.read_text() == second.read_text()
     assert read_rows(first) != []
 
@@ -103,7 +115,10 @@ def test_without_the_custom_ca_the_private_chain_is_untrusted(lab, tmp_path):
     del settings["custom_ca_file"]
     config_path.write_text(json.dumps(settings))
     out = tmp_path / "out.csv"
-    assert main(["run", "--from-zones-json", str(zones_path), "-o", str(out), "--config", str(config_path), "--quiet"]) == 0
+    assert (
+        main(["run", "--from-zones-json", str(zones_path), "-o", str(out), "--config", str(config_path), "--quiet"])
+        == 0
+    )
     valid = next(e for e in lab.endpoints if e.case == "valid")
     valid_rows = [row for row in read_rows(out) if row[2] == valid.hostname]
     assert valid_rows == [[valid.ip, str(lab.port), valid.hostname, "error", "unable to get local issuer certificate"]]

@@ -31,8 +31,14 @@ def started(zones=("a.test", "b.test")) -> RunStarted:
 
 def result(jid: str, fqdn: str, *found) -> ScanResult:
     return ScanResult(
-        job_id=jid, run_id="r1", zone=fqdn.split(".", 1)[1], ip_address="127.0.0.1", port=443, fqdn=fqdn,
-        findings=list(found), scanned_at=NOW,
+        job_id=jid,
+        run_id="r1",
+        zone=fqdn.split(".", 1)[1],
+        ip_address="127.0.0.1",
+        port=443,
+        fqdn=fqdn,
+        findings=list(found),
+        scanned_at=NOW,
     )
 
 
@@ -56,7 +62,9 @@ def make(tmp_path: Path, **config):
 
 def test_run_completes_when_every_zone_is_planned_and_every_job_reported(tmp_path):
     handler, reports, _ = make(tmp_path)
-    loop = LocatedFinding(fqdn="x.b.test", finding=findings.error(findings.CNAME_LOOP, "CNAME loop: x.b.test -> x.b.test"))
+    loop = LocatedFinding(
+        fqdn="x.b.test", finding=findings.error(findings.CNAME_LOOP, "CNAME loop: x.b.test -> x.b.test")
+    )
     # results may overtake their plan: they come from other processes
     handler.handle(result("j2", "www.b.test", findings.error(findings.CERT_EXPIRED)))
     handler.handle(started())
@@ -64,7 +72,9 @@ def test_run_completes_when_every_zone_is_planned_and_every_job_reported(tmp_pat
     assert reports == []
     handler.handle(zone_plan("b.test", ("j2", "www.b.test"), zone_findings=[loop]))
     assert reports == []
-    handler.handle(result("j1", "www.a.test", findings.expiring("CN=www.a.test", datetime(2026, 12, 1, 12, tzinfo=timezone.utc))))
+    handler.handle(
+        result("j1", "www.a.test", findings.expiring("CN=www.a.test", datetime(2026, 12, 1, 12, tzinfo=timezone.utc)))
+    )
     assert len(reports) == 1 and reports[0].complete
     rows = read_csv(tmp_path / "r1.csv")
     assert rows == [
@@ -134,7 +144,10 @@ def test_stalled_run_is_written_as_incomplete_listing_what_is_missing(tmp_path):
 def test_failed_zones_are_listed_in_the_summary(tmp_path):
     handler, reports, _ = make(tmp_path)
     refused = LocatedFinding(
-        ip_address="127.0.0.1", port=53, fqdn="b.test", finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused")
+        ip_address="127.0.0.1",
+        port=53,
+        fqdn="b.test",
+        finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
     )
     handler.handle(started())
     handler.handle(zone_plan("b.test", zone_findings=[refused]))
@@ -150,7 +163,13 @@ def test_single_file_sink_writes_csv_and_jsonl(tmp_path):
     handler.handle(started(["a.test"]))
     handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
     handler.handle(result("j1", "www.a.test", findings.error(findings.HOSTNAME_MISMATCH)))
-    assert read_csv(tmp_path / "out.csv")[1] == ["127.0.0.1", "443", "www.a.test", "error", "subject does not match hostname"]
+    assert read_csv(tmp_path / "out.csv")[1] == [
+        "127.0.0.1",
+        "443",
+        "www.a.test",
+        "error",
+        "subject does not match hostname",
+    ]
     assert json.loads((tmp_path / "out.jsonl").read_text())["code"] == "HOSTNAME_MISMATCH"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
@@ -163,3 +182,66 @@ def test_findings_are_logged_in_the_original_format(tmp_path, caplog):
     assert ("ERROR", "127.0.0.1:443 - www.a.test - self signed certificate") in [
         (r.levelname, r.getMessage()) for r in caplog.records
     ]
+
+
+def test_a_restarted_reporter_finishes_the_runs_it_had_begun(tmp_path):
+    from services.reporter.journal import RunJournal
+
+    first, reports, _ = make_journalled(tmp_path)
+    first.handle(started(["a.test"]))
+    first.handle(zone_plan("a.test", ("j1", "www.a.test"), ("j2", "api.a.test")))
+    first.handle(result("j1", "www.a.test", findings.error(findings.CERT_EXPIRED)))
+    first.handle(result("j1", "www.a.test", findings.error(findings.CERT_EXPIRED)))  # duplicate: not journalled twice
+    assert reports == []
+    # the process dies here: its acked messages live only in the journal
+    second, reports2, _ = make_journalled(tmp_path)
+    assert second.progress("r1") == (1, 2)
+    second.handle(result("j2", "api.a.test"))
+    assert len(reports2) == 1 and reports2[0].complete
+    assert read_csv(tmp_path / "r1.csv")[1:] == [["127.0.0.1", "443", "www.a.test", "error", "certificate has expired"]]
+    assert list((tmp_path / ".journal").iterdir()) == []  # forgotten once written
+    # a late redelivery after yet another restart must not start the run again
+    third, reports3, clock = make_journalled(tmp_path, run_deadline=1)
+    third.handle(result("j2", "api.a.test"))
+    clock.now = 10
+    third.tick()
+    assert reports3 == [] and len(read_csv(tmp_path / "r1.csv")) == 2
+    assert RunJournal(tmp_path / ".journal").directory.is_dir()
+
+
+def test_a_torn_journal_tail_is_dropped(tmp_path):
+    from services.reporter.journal import RunJournal
+
+    journal = RunJournal(tmp_path)
+    journal.append("r1", started(["a.test"]))
+    journal.close()
+    with (tmp_path / "r1.journal").open("ab") as handle:
+        handle.write(b"\x00\x00\x01\x00{partial")
+    assert [type(m).__name__ for m in journal.replay()] == ["RunStarted"]
+    journal.append("r1", zone_plan("a.test"))
+    journal.close()
+    assert [type(m).__name__ for m in RunJournal(tmp_path).replay()] == ["RunStarted", "ZonePlan"]
+
+
+def test_name_findings_log_without_an_endpoint_and_v6_is_bracketed():
+    from services.reporter.report import Row
+
+    loop = findings.error(findings.CNAME_LOOP, "CNAME loop: a -> a")
+    assert Row("z", "", None, "a.z", loop).log_line() == "a.z - CNAME loop: a -> a"
+    expired = findings.error(findings.CERT_EXPIRED)
+    assert Row("z", "::1", 443, "a.z", expired).log_line() == "[::1]:443 - a.z - certificate has expired"
+
+
+def make_journalled(tmp_path: Path, **config):
+    from services.reporter.journal import RunJournal
+
+    reports: list[RunReport] = []
+    clock = Clock()
+    handler = ReporterHandler(
+        Config(**config),
+        DirectorySink(tmp_path),
+        on_report=reports.append,
+        clock=clock,
+        journal=RunJournal(tmp_path / ".journal"),
+    )
+    return handler, reports, clock

@@ -43,7 +43,12 @@ def codes(p: ZonePlan) -> list[tuple[str, str]]:
 
 def test_a_aaaa_and_apex_give_one_job_per_address_and_port():
     jobs, p = plan(
-        [("A", "@", "192.0.2.1"), ("A", "www", "192.0.2.2"), ("AAAA", "www", "2001:db8::2"), ("A", "abs.other.", "192.0.2.3")],
+        [
+            ("A", "@", "192.0.2.1"),
+            ("A", "www", "192.0.2.2"),
+            ("AAAA", "www", "2001:db8::2"),
+            ("A", "abs.other.", "192.0.2.3"),
+        ],
         Config(ssl_ports=[443, 8443]),
     )
     assert endpoints(jobs) == {
@@ -69,9 +74,7 @@ def test_job_ids_are_deterministic_and_match_the_shared_formula():
 
 def test_cname_chain_inside_zone_is_followed_without_lookups():
     lookup = RecordingLookup()
-    jobs, p = plan(
-        [("CNAME", "a", "b"), ("CNAME", "b", "c.example.test."), ("A", "c", "192.0.2.9")], lookup=lookup
-    )
+    jobs, p = plan([("CNAME", "a", "b"), ("CNAME", "b", "c.example.test."), ("A", "c", "192.0.2.9")], lookup=lookup)
     assert {(j.fqdn, j.ip_address) for j in jobs} == {
         ("a.example.test", "192.0.2.9"),
         ("b.example.test", "192.0.2.9"),
@@ -144,7 +147,14 @@ def test_segments_route_by_most_specific_network_and_report_unclaimed():
     )
     handler = ResolverHandler(config, RecordingLookup())
     out = handler.handle(
-        snap([("A", "a", "192.0.2.1"), ("A", "b", "192.0.2.200"), ("AAAA", "c", "2001:db8::1"), ("A", "d", "203.0.113.9")])
+        snap(
+            [
+                ("A", "a", "192.0.2.1"),
+                ("A", "b", "192.0.2.200"),
+                ("AAAA", "c", "2001:db8::1"),
+                ("A", "d", "203.0.113.9"),
+            ]
+        )
     )
     routed = {(o.destination, o.message.fqdn) for o in out if isinstance(o.message, ScanJob)}
     assert routed == {
@@ -168,12 +178,18 @@ def test_unclaimed_addresses_go_to_the_default_segment():
 def test_invalid_addresses_are_findings():
     jobs, p = plan([("A", "bad", "not-an-ip"), ("A", "v6ina", "2001:db8::1"), ("A", "good", "192.0.2.1")])
     assert {j.fqdn for j in jobs} == {"good.example.test"}
-    assert sorted(codes(p)) == [("bad.example.test", findings.INVALID_RECORD), ("v6ina.example.test", findings.INVALID_RECORD)]
+    assert sorted(codes(p)) == [
+        ("bad.example.test", findings.INVALID_RECORD),
+        ("v6ina.example.test", findings.INVALID_RECORD),
+    ]
 
 
 def test_a_failed_zone_passes_its_failure_to_the_report():
     failure = LocatedFinding(
-        ip_address="127.0.0.1", port=53, fqdn="broken.test", finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused")
+        ip_address="127.0.0.1",
+        port=53,
+        fqdn="broken.test",
+        finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
     )
     handler = ResolverHandler(Config(), RecordingLookup())
     out = handler.handle(ZoneSnapshot(run_id="r1", zone="broken.test", failure=failure))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from services.reporter.journal import RunJournal
 from services.reporter.outputs import ReportSink
 from services.reporter.report import Row, RunReport
 from shared import findings
@@ -57,6 +58,7 @@ class ReporterHandler:
         sink: ReportSink,
         on_report: Callable[[RunReport], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        journal: RunJournal | None = None,
     ) -> None:
         self._deadline = config.run_deadline
         self._sink = sink
@@ -64,26 +66,46 @@ class ReporterHandler:
         self._clock = clock
         self._runs: dict[str, _Run] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._journal = journal
+        if journal is not None:
+            replayed = sum(1 for message in journal.replay() if self._accept(message))
+            if replayed:
+                log.info("replayed %d journalled messages of %d unfinished runs", replayed, len(self._runs))
+            for run in list(self._runs.values()):
+                if run.complete():  # crashed between the last result and the write
+                    self._finish(run, complete=True)
 
     # -- handler protocol -------------------------------------------------------------
     def handle(self, message: Message) -> list[Outgoing]:
         run_id = getattr(message, "run_id", None)
         if not isinstance(message, RunStarted | ZonePlan | ScanResult) or run_id is None:
             raise PermanentError(f"reporter cannot handle {type(message).__name__}")
+        if run_id not in self._runs and self._already_written(run_id):
+            self._remember_finished(run_id)  # e.g. a late redelivery after a reporter restart
         if run_id in self._finished:
             log.debug("ignoring %s for finished run %s", type(message).__name__, run_id)
             return []
-        run = self._runs.setdefault(run_id, _Run(run_id))
-        run.last_activity = self._clock()
-        if isinstance(message, RunStarted):
-            run.started = message
-        elif isinstance(message, ZonePlan):
-            self._on_plan(run, message)
-        else:
-            self._on_result(run, message)
+        if self._accept(message) and self._journal is not None:
+            self._journal.append(run_id, message)
+        run = self._runs[run_id]
         if run.complete():
             self._finish(run, complete=True)
         return []
+
+    def _accept(self, message: Message) -> bool:
+        """Fold a message into its run's state; False when it changed nothing (a duplicate)."""
+        run_id: str = message.run_id  # type: ignore[union-attr]
+        run = self._runs.setdefault(run_id, _Run(run_id))
+        run.last_activity = self._clock()
+        if isinstance(message, RunStarted):
+            new = run.started is None
+            run.started = run.started or message
+            return new
+        if isinstance(message, ZonePlan):
+            return self._on_plan(run, message)
+        if isinstance(message, ScanResult):
+            return self._on_result(run, message)
+        return False
 
     def tick(self) -> list[Outgoing]:
         now = self._clock()
@@ -100,9 +122,9 @@ class ReporterHandler:
         return (len(run.results), len(run.planned))
 
     # -- internals --------------------------------------------------------------------
-    def _on_plan(self, run: _Run, plan: ZonePlan) -> None:
+    def _on_plan(self, run: _Run, plan: ZonePlan) -> bool:
         if plan.zone in run.plans:
-            return
+            return False
         run.plans[plan.zone] = plan
         for job in plan.jobs:
             if job.job_id not in run.planned:
@@ -110,22 +132,33 @@ class ReporterHandler:
                 run.settled += job.job_id in run.results
         for located in plan.findings:
             _log_row(Row(plan.zone, located.ip_address, located.port, located.fqdn, located.finding))
+        return True
 
-    def _on_result(self, run: _Run, result: ScanResult) -> None:
+    def _on_result(self, run: _Run, result: ScanResult) -> bool:
         if result.job_id in run.results:
-            return  # a redelivery: the first copy already counted
+            return False  # a redelivery: the first copy already counted
         run.results[result.job_id] = result
         run.settled += result.job_id in run.planned
         for finding in result.findings:
             _log_row(Row(result.zone, result.ip_address, result.port, result.fqdn, finding))
+        return True
+
+    def _remember_finished(self, run_id: str) -> None:
+        self._finished[run_id] = None
+        while len(self._finished) > _REMEMBERED_RUNS:
+            self._finished.popitem(last=False)
+
+    def _already_written(self, run_id: str) -> bool:
+        written = getattr(self._sink, "written", None)
+        return bool(written(run_id)) if written is not None else False
 
     def _finish(self, run: _Run, *, complete: bool) -> None:
         del self._runs[run.run_id]
-        self._finished[run.run_id] = None
-        while len(self._finished) > _REMEMBERED_RUNS:
-            self._finished.popitem(last=False)
+        self._remember_finished(run.run_id)
         report = build_report(run, complete=complete)
         self._sink.write(report)
+        if self._journal is not None:
+            self._journal.forget(run.run_id)  # only once the report is safely written
         (log.info if complete else log.error)(report.summary_line())
         if self._on_report is not None:
             self._on_report(report)

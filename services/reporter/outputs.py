@@ -94,6 +94,10 @@ class DirectorySink:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def written(self, run_id: str) -> bool:
+        """Whether this run's report exists (a reporter restarted since it was written)."""
+        return "/" not in run_id and (self.directory / f"{run_id}.csv").is_file()
+
     def write(self, report: RunReport) -> None:
         text = render_csv(report).encode()
         write_atomically(self.directory / f"{report.run_id}.jsonl", render_jsonl(report))
