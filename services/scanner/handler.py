@@ -1,0 +1,52 @@
+"""The scanner service's handler: scan jobs in, one scan result per job out (never dropped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from services.scanner.scan import Engine, Outcome, ScanSettings, Target
+from shared.messages import Message, ScanJob, ScanResult, message_kind
+from shared.runner import PermanentError
+from shared.transport.base import REPORT, Outgoing
+
+
+class ScannerHandler:
+    """A ``BatchHandler``: each batch is scanned concurrently, results are yielded as they finish."""
+
+    def __init__(self, settings: ScanSettings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+
+    def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
+        jobs: list[ScanJob] = []
+        for message in messages:
+            if not isinstance(message, ScanJob):
+                raise PermanentError(f"the scanner handles scan jobs, not {message_kind(message)}")
+            jobs.append(message)
+        targets = [Target(ip=job.ip_address, port=job.port, sni=job.sni) for job in jobs]
+        for index, outcome in self.engine.scan_many(targets):
+            yield index, [Outgoing(REPORT, result_for(jobs[index], outcome))]
+
+    def handle(self, message: Message) -> list[Outgoing]:
+        outputs: list[Outgoing] = []
+        for _, out in self.handle_batch([message]):
+            outputs.extend(out)
+        return outputs
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def result_for(job: ScanJob, outcome: Outcome) -> ScanResult:
+    return ScanResult(
+        job_id=job.job_id,
+        run_id=job.run_id,
+        zone=job.zone,
+        ip_address=job.ip_address,
+        port=job.port,
+        fqdn=job.fqdn,
+        findings=outcome.findings,
+        scanned_at=outcome.scanned_at,
+        duration_s=round(outcome.duration_s, 3),
+        certificate=outcome.certificate,
+    )

@@ -1,0 +1,229 @@
+"""The scanner against the lab: real TLS servers on loopback, real SSLyze, the real handler."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from lab import Lab, LabEndpoint
+from services.scanner.handler import ScannerHandler
+from services.scanner.probe import CLOSED, probe
+from services.scanner.runner import make_handler, serve_options
+from services.scanner.scan import Engine, ScanSettings, Target
+from shared import findings
+from shared.config import Config
+from shared.messages import ScanJob, ScanResult, ZonePlan, job_id
+from shared.runner import PermanentError
+from shared.transport.base import REPORT
+
+from .conftest import NETWORK_TIMEOUT
+
+RUN = "20260301T000000Z-test"
+
+
+def scan_job(endpoint: LabEndpoint, sni: str | None = None, fqdn: str | None = None) -> ScanJob:
+    name = sni or endpoint.hostname
+    return ScanJob(
+        job_id=job_id(RUN, endpoint.ip, endpoint.port, fqdn or name, name),
+        run_id=RUN,
+        zone="lab.test",
+        ip_address=endpoint.ip,
+        port=endpoint.port,
+        fqdn=fqdn or name,
+        sni=name,
+    )
+
+
+def run_batch(handler: ScannerHandler, jobs: list[ScanJob]) -> dict[int, tuple[ScanResult, float]]:
+    """Results by input index, with the time each one came out after the batch started."""
+    start = time.monotonic()
+    results: dict[int, tuple[ScanResult, float]] = {}
+    for index, outputs in handler.handle_batch(jobs):
+        assert index not in results, "every job is answered exactly once"
+        (out,) = outputs
+        assert out.destination == REPORT and isinstance(out.message, ScanResult)
+        results[index] = (out.message, time.monotonic() - start)
+    assert sorted(results) == list(range(len(jobs)))
+    return results
+
+
+def test_every_lab_endpoint_gets_exactly_its_expected_findings(lab: Lab, handler: ScannerHandler) -> None:
+    jobs = [scan_job(e) for e in lab.endpoints]
+    results = run_batch(handler, jobs)
+    for index, endpoint in enumerate(lab.endpoints):
+        result, _ = results[index]
+        assert (result.job_id, result.ip_address, result.port, result.fqdn) == (
+            jobs[index].job_id,
+            endpoint.ip,
+            endpoint.port,
+            endpoint.hostname,
+        )
+        got = tuple((f.code, f.message) for f in result.findings)
+        assert got == endpoint.expected, endpoint.case
+        assert all(f.status == ("warning" if f.code == findings.CERT_EXPIRING else "error") for f in result.findings)
+        assert result.scanned_at.tzinfo is not None and result.scanned_at <= datetime.now(UTC)
+    healthy = [e for e in lab.endpoints if not e.expected]
+    assert {e.case for e in healthy} == {"valid", "valid6"}
+
+
+def test_certificate_facts_come_even_for_invalid_certificates(lab: Lab, handler: ScannerHandler) -> None:
+    cases = ["valid", "expired", "self_signed", "mismatch", "refused"]
+    results = run_batch(handler, [scan_job(lab.endpoint(c)) for c in cases])
+    facts = {case: results[i][0].certificate for i, case in enumerate(cases)}
+    assert facts["valid"] is not None and facts["valid"].subject == "CN=valid.lab.test,O=dns-cert-checker lab"
+    assert facts["valid"].chain_length == 2 and facts["valid"].san == ["valid.lab.test"]
+    assert facts["expired"] is not None and facts["expired"].not_after < datetime.now(UTC)
+    assert facts["self_signed"] is not None and facts["self_signed"].subject == facts["self_signed"].issuer
+    assert facts["mismatch"] is not None and facts["mismatch"].san == ["other-name.example.test"]
+    assert facts["refused"] is None
+
+
+def test_a_silent_endpoint_costs_about_one_timeout_and_delays_nobody(lab: Lab, handler: ScannerHandler) -> None:
+    hung, valid, refused = lab.endpoint("hung"), lab.endpoint("valid"), lab.endpoint("refused")
+    results = run_batch(handler, [scan_job(hung), scan_job(valid), scan_job(refused)])
+    hung_result, hung_at = results[0]
+    assert [f.code for f in hung_result.findings] == [findings.CONNECT_TIMEOUT]
+    assert hung_at < 3 * NETWORK_TIMEOUT and hung_result.duration_s < 3 * NETWORK_TIMEOUT
+    # the others come out as soon as they are done, not after the silent one
+    assert results[1][1] < hung_at and results[2][1] < hung_at
+    assert results[1][0].findings == [] and [f.code for f in results[2][0].findings] == [findings.CONNECT_REFUSED]
+
+
+def test_the_name_scanned_is_the_sni_and_the_row_keeps_the_fqdn(lab: Lab, handler: ScannerHandler) -> None:
+    valid = lab.endpoint("valid")
+    wildcard = scan_job(valid, sni="*.lab.test")  # the resolver never sends this; guard anyway
+    other_name = scan_job(valid, sni="www.lab.test")
+    synthetic = scan_job(valid, sni="dcc-wildcard-probe.lab.test", fqdn="*.lab.test")
+    results = run_batch(handler, [wildcard, other_name, synthetic])
+    (error,) = results[0][0].findings
+    assert error.code == findings.SCAN_ERROR and "*.lab.test" in error.message
+    assert [f.code for f in results[1][0].findings] == [findings.HOSTNAME_MISMATCH]
+    assert results[2][0].fqdn == "*.lab.test"
+    assert [f.code for f in results[2][0].findings] == [findings.HOSTNAME_MISMATCH]
+
+
+def test_without_the_custom_ca_a_private_chain_is_one_untrusted_row(lab: Lab) -> None:
+    handler = ScannerHandler(ScanSettings(network_timeout=NETWORK_TIMEOUT, scan_timeout=10.0))
+    try:
+        results = run_batch(handler, [scan_job(lab.endpoint("valid")), scan_job(lab.endpoint("untrusted_root"))])
+    finally:
+        handler.close()
+    assert [(f.code, f.message) for f in results[0][0].findings] == [
+        (findings.MISSING_ISSUER, "unable to get local issuer certificate")
+    ]
+    assert [f.code for f in results[1][0].findings] == [findings.UNTRUSTED_ROOT]
+
+
+def test_connections_per_address_stay_within_the_limit(lab: Lab) -> None:
+    valid = lab.endpoint("valid")
+    settings = ScanSettings(
+        network_timeout=2.0, scan_timeout=20.0, max_connections_per_ip=2, custom_ca_file=lab.ca_file
+    )
+    handler = ScannerHandler(settings)
+    lab.reset_peaks()
+    try:
+        results = run_batch(handler, [scan_job(valid, sni=valid.hostname, fqdn=f"n{i}.lab.test") for i in range(12)])
+    finally:
+        handler.close()
+    assert all(r.findings == [] for r, _ in results.values())
+    # Seen from the server, a closed connection lingers until its thread reads the EOF, so allow
+    # that lag; without the limit, 12 scans × (1 + 4 handshakes) would reach far beyond it.
+    assert 1 <= lab.peak_connections(valid.ip) <= 2 + 2
+
+
+def test_silent_endpoints_are_probed_within_the_per_address_limit(lab: Lab) -> None:
+    """Each probe of the silent endpoint holds its connection for the whole timeout: with 2 slots,
+    6 probes need 3 rounds, and the server never sees more than 2 at once."""
+    hung = lab.endpoint("hung")
+    timeout = 0.4
+    settings = ScanSettings(network_timeout=timeout, scan_timeout=10.0, max_connections_per_ip=2)
+    handler = ScannerHandler(settings)
+    lab.reset_peaks()
+    try:
+        start = time.monotonic()
+        results = run_batch(handler, [scan_job(hung, fqdn=f"n{i}.lab.test") for i in range(6)])
+        elapsed = time.monotonic() - start
+    finally:
+        handler.close()
+    assert all([f.code for f in r.findings] == [findings.CONNECT_TIMEOUT] for r, _ in results.values())
+    assert elapsed >= 3 * timeout * 0.9
+    assert lab.peak_connections(hung.ip) <= 2
+
+
+def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5))
+    release = threading.Event()
+
+    def stuck(target: Target, deadline: float) -> tuple[list[findings.Finding], None]:
+        release.wait(10)  # a scan that never returns by itself
+        return [], None
+
+    monkeypatch.setattr(engine, "_scan", stuck)
+    try:
+        start = time.monotonic()
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
+        elapsed = time.monotonic() - start
+    finally:
+        release.set()
+        engine.close()
+    assert [(f.code, f.message) for f in outcome.findings] == [
+        (findings.SCAN_TIMEOUT, "scan did not finish within 0.5s")
+    ]
+    assert elapsed < 2.0
+
+
+def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0))
+
+    def broken(target: Target, deadline: float) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "_scan", broken)
+    try:
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
+    finally:
+        engine.close()
+    assert [(f.code, f.message) for f in outcome.findings] == [(findings.SCAN_ERROR, "scan failed: RuntimeError: boom")]
+
+
+def test_probe_names_a_server_that_hangs_up() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        failure = probe("127.0.0.1", port, "x.lab.test", 2.0)
+        thread.join()
+    assert failure is not None and (failure.code, failure.message) == (findings.TLS_HANDSHAKE_FAILED, CLOSED)
+
+
+def test_a_message_that_is_not_a_scan_job_is_permanent(handler: ScannerHandler) -> None:
+    plan = ZonePlan(run_id=RUN, zone="lab.test", jobs=[])
+    with pytest.raises(PermanentError):
+        list(handler.handle_batch([plan]))
+
+
+def test_wiring_from_config(lab: Lab) -> None:
+    config = Config(scan_concurrency=40, scan_timeout=12.0, network_timeout=2.0, custom_ca_file=str(lab.ca_file))
+    options = serve_options(config)
+    assert options.batch_size == 40 and options.workers >= 1
+    assert options.prefetch is not None and options.prefetch >= options.batch_size
+    assert options.drain_timeout > config.scan_timeout
+    handler = make_handler(config)
+    try:
+        assert handler.settings.concurrency == 40 and handler.settings.custom_ca_file == lab.ca_file
+        (result,) = [out[0].message for _, out in handler.handle_batch([scan_job(lab.endpoint("valid"))])]
+        assert isinstance(result, ScanResult) and result.findings == []
+    finally:
+        handler.close()
