@@ -44,14 +44,19 @@ def _quick(endpoint: object) -> bool:
     return not any(word in codes for word in ("TIMEOUT", "REFUSED", "UNREACHABLE", "RESET"))
 
 
+def _address_order(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)  # the lab has IPv4 and IPv6 (::1) endpoints
+    return (address.version, int(address))
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
     tmp = tmp_path_factory.mktemp("distributed")
     with start_lab(tmp / "lab") as lab:
         # Split the lab's addresses over two segments, healthy ones alternately so that both
         # segments get bulk work (slow endpoints, e.g. silent ones, would only make runs longer).
-        quick_ips = sorted({e.ip for e in lab.endpoints if _quick(e)}, key=ipaddress.ip_address)
-        slow_ips = sorted({e.ip for e in lab.endpoints} - set(quick_ips), key=ipaddress.ip_address)
+        quick_ips = sorted({e.ip for e in lab.endpoints if _quick(e)}, key=_address_order)
+        slow_ips = sorted({e.ip for e in lab.endpoints} - set(quick_ips), key=_address_order)
         segment_ips = {"dmz": quick_ips[0::2] + slow_ips[0::2], "office": quick_ips[1::2] + slow_ips[1::2]}
         assert all(segment_ips.values()), "the lab needs endpoints on at least two addresses"
         ips = quick_ips + slow_ips
@@ -70,7 +75,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
             "custom_ca_file": str(lab.ca_file),
             "network_timeout": 2,
             "scan_timeout": 15,
-            "segments": {name: [f"{ip}/32" for ip in members] for name, members in segment_ips.items()},
+            "segments": {
+                name: [str(ipaddress.ip_network(ip)) for ip in members] for name, members in segment_ips.items()
+            },
             "default_segment": None,
             "log_level": 20,
         }
