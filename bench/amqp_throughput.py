@@ -13,7 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from shared.messages import Message, ScanJob, ScanResult, job_id
+from shared.messages import Message, ScanJob, job_id, result_for
 from shared.runner import ServeOptions, serve
 from shared.transport.amqp import open_transport
 from shared.transport.base import Outgoing
@@ -27,16 +27,7 @@ class _Echo:
     def handle(self, message: Message) -> list[Outgoing]:
         assert isinstance(message, ScanJob)
         self.count += 1
-        result = ScanResult(
-            job_id=message.job_id,
-            run_id=message.run_id,
-            zone=message.zone,
-            ip_address=message.ip_address,
-            port=message.port,
-            fqdn=message.fqdn,
-            findings=[],
-            scanned_at=datetime.now(UTC),
-        )
+        result = result_for(message, [], datetime.now(UTC))
         return [Outgoing(self.out, result)]
 
 

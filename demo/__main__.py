@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 from lab import start_lab
-
 from services import cli
 
 OUT = Path(os.environ.get("DCC_DEMO_DIR", "demo-out"))
 
 
-def demo_zones(lab_zones: dict[str, list[dict[str, object]]], zone: str, valid_ip: str) -> dict[str, list[dict[str, object]]]:
+def demo_zones(
+    lab_zones: dict[str, list[dict[str, object]]], zone: str, valid_ip: str
+) -> dict[str, list[dict[str, object]]]:
     """The lab's records plus what real zones contain: a CNAME chain, a dangling CNAME, a wildcard."""
     records = list(lab_zones[zone])
     records += [
@@ -54,10 +55,14 @@ def main() -> int:
         code = cli.main(
             [
                 "run",
-                "--config", str(config_path),
-                "--from-zones-json", str(zones_path),
-                "-o", str(OUT / "findings.csv"),
-                "--jsonl", str(OUT / "findings.jsonl"),
+                "--config",
+                str(config_path),
+                "--from-zones-json",
+                str(zones_path),
+                "-o",
+                str(OUT / "findings.csv"),
+                "--jsonl",
+                str(OUT / "findings.jsonl"),
             ]
         )
     return code

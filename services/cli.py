@@ -66,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     when = collector.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="publish one run and exit")
     when.add_argument("--every", default=None, help="start a run every interval, e.g. 1h, 30m, 90s")
-    collector.add_argument(
-        "--skip-unchanged", action="store_true", help="skip zones whose SOA serial did not change"
-    )
+    collector.add_argument("--skip-unchanged", action="store_true", help="skip zones whose SOA serial did not change")
 
     resolver = sub.add_parser("resolver", help="resolve zones into scan jobs")
     _common(resolver)
@@ -144,17 +142,14 @@ def zone_input(args: argparse.Namespace, config: Config, run_id: str) -> tuple[l
 
     zones = zone_names(config)
     if not zones:
-        raise ConfigError(
-            "no zones to scan: give --from-zones-json or configure zone_data_sources / nameserver_zones"
-        )
+        raise ConfigError("no zones to scan: give --from-zones-json or configure zone_data_sources / nameserver_zones")
     return zones, None
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from services import console
     from services.pipeline import run_in_process
     from services.reporter.outputs import CsvFileSink
-
-    from services import console
 
     run_id = new_run_id()
     zones, snapshots = zone_input(args, config, run_id)
@@ -166,9 +161,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     else:
         source = f"file:{args.from_zones_json}"
         stream = iter(snapshots)
-    sink = CsvFileSink(
-        Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None
-    )
+    sink = CsvFileSink(Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with console.progress_bar(enabled=show_progress) as progress:
         report = run_in_process(config, run_id, zones, stream, sink, progress=progress, source=source)

@@ -44,7 +44,9 @@ def print_report(report: RunReport, csv_path: str | None = None, console: Consol
             table.add_column(column, overflow="fold")
         for row in report.rows[:MAX_ROWS_SHOWN]:
             style = "red" if row.finding.status == "error" else "yellow"
-            table.add_row(row.finding.status, row.finding.code, row.endpoint(), row.fqdn, row.finding.message, style=style)
+            table.add_row(
+                row.finding.status, row.finding.code, row.endpoint(), row.fqdn, row.finding.message, style=style
+            )
         console.print(table)
         if len(report.rows) > MAX_ROWS_SHOWN:
             console.print(f"... and {len(report.rows) - MAX_ROWS_SHOWN} more rows (see the CSV)")

@@ -9,19 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
-
-from shared.config import Config
-from shared.messages import RunStarted, ZoneSnapshot
-from shared.runner import ServeOptions, serve
-from shared.transport.base import REPORT, RESOLVE
-from shared.transport.memory import InMemoryTransport
+from datetime import UTC, datetime
 
 from services.reporter.handler import ReporterHandler
 from services.reporter.outputs import ReportSink
 from services.reporter.report import RunReport
 from services.resolver.dns_lookup import Lookup, make_lookup
 from services.resolver.handler import ResolverHandler
+from shared.config import Config
+from shared.messages import RunStarted, ZoneSnapshot
+from shared.runner import ServeOptions, serve
+from shared.transport.base import REPORT, RESOLVE
+from shared.transport.memory import InMemoryTransport
 
 Progress = Callable[[int, int], None]
 
@@ -78,9 +77,7 @@ def run_in_process(
     for thread in threads:
         thread.start()
     try:
-        transport.publish(
-            REPORT, RunStarted(run_id=run_id, started_at=datetime.now(timezone.utc), zones=zones, source=source)
-        )
+        transport.publish(REPORT, RunStarted(run_id=run_id, started_at=datetime.now(UTC), zones=zones, source=source))
         for snapshot in snapshots:
             transport.publish(RESOLVE, snapshot)
         while not done.wait(0.2):
@@ -96,4 +93,3 @@ def run_in_process(
         for thread in threads:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
     return reports[0]
-

@@ -144,6 +144,28 @@ class ScanResult(_Msg, tag="scan_result.v1", frozen=True):
     certificate: CertificateFacts | None = None
 
 
+def result_for(
+    job: ScanJob,
+    findings: list[Finding],
+    scanned_at: datetime,
+    duration_s: float = 0.0,
+    certificate: CertificateFacts | None = None,
+) -> ScanResult:
+    """The result of a job, carrying the job's identity and location."""
+    return ScanResult(
+        job_id=job.job_id,
+        run_id=job.run_id,
+        zone=job.zone,
+        ip_address=job.ip_address,
+        port=job.port,
+        fqdn=job.fqdn,
+        findings=findings,
+        scanned_at=scanned_at,
+        duration_s=duration_s,
+        certificate=certificate,
+    )
+
+
 Message = RunStarted | ZoneSnapshot | ScanJob | ZonePlan | ScanResult
 
 _encoder = msgspec.json.Encoder()

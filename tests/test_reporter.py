@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from services.reporter.handler import ReporterHandler
@@ -14,7 +14,7 @@ from shared import findings
 from shared.config import Config
 from shared.messages import LocatedFinding, PlannedJob, RunStarted, ScanResult, ZonePlan
 
-NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 class Clock:
@@ -73,7 +73,7 @@ def test_run_completes_when_every_zone_is_planned_and_every_job_reported(tmp_pat
     handler.handle(zone_plan("b.test", ("j2", "www.b.test"), zone_findings=[loop]))
     assert reports == []
     handler.handle(
-        result("j1", "www.a.test", findings.expiring("CN=www.a.test", datetime(2026, 12, 1, 12, tzinfo=timezone.utc)))
+        result("j1", "www.a.test", findings.expiring("CN=www.a.test", datetime(2026, 12, 1, 12, tzinfo=UTC)))
     )
     assert len(reports) == 1 and reports[0].complete
     rows = read_csv(tmp_path / "r1.csv")

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from services.scanner.scan import Engine, Outcome, ScanSettings, Target
 from shared.messages import Message, ScanJob, ScanResult, message_kind
+from shared.messages import result_for as job_result
 from shared.runner import PermanentError
 from shared.transport.base import REPORT, Outgoing
 
@@ -38,15 +39,4 @@ class ScannerHandler:
 
 
 def result_for(job: ScanJob, outcome: Outcome) -> ScanResult:
-    return ScanResult(
-        job_id=job.job_id,
-        run_id=job.run_id,
-        zone=job.zone,
-        ip_address=job.ip_address,
-        port=job.port,
-        fqdn=job.fqdn,
-        findings=outcome.findings,
-        scanned_at=outcome.scanned_at,
-        duration_s=round(outcome.duration_s, 3),
-        certificate=outcome.certificate,
-    )
+    return job_result(job, outcome.findings, outcome.scanned_at, round(outcome.duration_s, 3), outcome.certificate)

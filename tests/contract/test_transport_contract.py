@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.messages import Message, ScanJob, ScanResult, decode, encode, job_id
+from shared.messages import Message, ScanJob, ScanResult, decode, encode, job_id, result_for
 from shared.runner import PermanentError, ServeOptions, serve
 from shared.transport.base import Consumer, Delivery, Outgoing, TransportError
 
@@ -186,16 +186,7 @@ class _Scan:
         time.sleep(self.delay)
         if message.fqdn == "h3.example.":
             raise PermanentError("h3 is cursed")
-        result = ScanResult(
-            job_id=message.job_id,
-            run_id=message.run_id,
-            zone=message.zone,
-            ip_address=message.ip_address,
-            port=message.port,
-            fqdn=message.fqdn,
-            findings=[],
-            scanned_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
+        result = result_for(message, [], datetime(2026, 1, 1, tzinfo=UTC))
         return [Outgoing(self.out, result)]
 
 
