@@ -48,16 +48,16 @@ def make_lookup(config: Config) -> Lookup:
 
 def _lookup(resolver: dns.resolver.Resolver, name: str) -> LookupAnswer:
     addresses: list[str] = []
-    missing = 0
+    nxdomain = False
     errors: list[str] = []
     for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         try:
             answer = resolver.resolve(name + ".", rdtype, search=False)
             addresses.extend(rr.to_text() for rr in answer)
         except dns.resolver.NXDOMAIN:
-            missing += 1
+            nxdomain = True
         except dns.resolver.NoAnswer:
-            missing += 1
+            pass  # the name exists, without this type
         except dns.resolver.LifetimeTimeout:
             errors.append(f"timed out resolving {name}")
         except dns.resolver.NoNameservers:
@@ -68,4 +68,4 @@ def _lookup(resolver: dns.resolver.Resolver, name: str) -> LookupAnswer:
         return LookupAnswer(addresses=tuple(dict.fromkeys(addresses)))
     if errors:
         return LookupAnswer(error=errors[0])
-    return LookupAnswer(nxdomain=missing == 2)
+    return LookupAnswer(nxdomain=nxdomain)
