@@ -182,6 +182,21 @@ def test_forced_connection_close_mid_run_services_reconnect(fleet: Fleet, inputs
     assert_stopped_cleanly(fleet)
 
 
+def test_reporter_killed_mid_run_finishes_the_run_after_restart(fleet: Fleet, inputs: Inputs, vhost: Vhost) -> None:
+    fleet.start_pipeline({"scanner-dmz": "dmz", "scanner-office": "office"})
+    run_id = fleet.submit(inputs.zones)
+    journal = fleet.output_dir / ".journal" / f"{run_id}.journal"
+    # results already acked by the reporter exist only in its journal from here on
+    wait_until(lambda: journal.exists() and journal.stat().st_size > 2000, 60, "the reporter to journal results")
+    fleet.kill("reporter")
+    assert not (fleet.output_dir / f"{run_id}.csv").exists()
+    fleet.start("reporter-2", "reporter", "--output-dir", str(fleet.output_dir))
+    report = fleet.wait_for_report(run_id)
+    assert report.read_bytes() == inputs.reference
+    assert not journal.exists()
+    assert_stopped_cleanly(fleet)
+
+
 def test_a_stalled_run_is_reported_incomplete_after_the_deadline(tmp_path: Path, inputs: Inputs, vhost: Vhost) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**inputs.settings, "run_deadline": 4}))
