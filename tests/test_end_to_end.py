@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,11 @@ def test_zones_json_to_csv_has_every_expected_row_and_nothing_for_healthy_endpoi
         findings.HOSTNAME_MISMATCH,
         findings.DANGLING_CNAME,
     }
+    # facts of what was served come with the finding, even for an invalid certificate
+    [expired] = [line for line in lines if line["code"] == findings.CERT_EXPIRED]
+    assert expired["certificate"]["not_after"] < datetime.now(UTC).isoformat()
+    assert "expired.lab.test" in expired["certificate"]["san"]
+    assert all(line["certificate"] is None for line in lines if line["code"] == findings.DANGLING_CNAME)
     shown = capsys.readouterr().out
     assert "endpoints scanned" in shown and "complete" in shown
 

@@ -178,7 +178,10 @@ def build_report(run: _Run, *, complete: bool) -> RunReport:
         ):
             failed.append(zone)
     for result in run.results.values():
-        rows.extend(Row(result.zone, result.ip_address, result.port, result.fqdn, f) for f in result.findings)
+        rows.extend(
+            Row(result.zone, result.ip_address, result.port, result.fqdn, f, result.certificate)
+            for f in result.findings
+        )
     missing_jobs = run.missing_jobs()
     missing_zones = run.missing_zones()
     if not complete:

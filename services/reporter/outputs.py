@@ -12,6 +12,7 @@ from typing import Protocol
 import msgspec
 
 from services.reporter.report import CSV_COLUMNS, RunReport
+from shared.messages import CertificateFacts
 
 
 class ReportSink(Protocol):
@@ -36,6 +37,7 @@ class _JsonlRow(msgspec.Struct):
     severity: str
     code: str
     message: str
+    certificate: CertificateFacts | None = None
 
 
 def render_jsonl(report: RunReport) -> bytes:
@@ -52,6 +54,7 @@ def render_jsonl(report: RunReport) -> bytes:
                 severity=row.finding.severity,
                 code=row.finding.code,
                 message=row.finding.message,
+                certificate=row.certificate,
             )
         )
         for row in report.rows

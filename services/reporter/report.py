@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.messages import Finding, ScanResult
+from shared.messages import CertificateFacts, Finding, ScanResult
 
 CSV_COLUMNS = ("ip_address", "port", "fqdn", "status", "message")
 
@@ -20,6 +20,7 @@ class Row:
     port: int | None
     fqdn: str
     finding: Finding
+    certificate: CertificateFacts | None = None  # what the endpoint served, even when invalid
 
     def csv(self) -> tuple[str, str, str, str, str]:
         port = "" if self.port is None else str(self.port)
