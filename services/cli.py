@@ -148,7 +148,7 @@ def zone_input(args: argparse.Namespace, config: Config, run_id: str) -> tuple[l
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from services import console
-    from services.pipeline import run_in_process
+    from services.pipeline import PipelineError, run_in_process
     from services.reporter.outputs import CsvFileSink
 
     run_id = new_run_id()
@@ -163,8 +163,12 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         stream = iter(snapshots)
     sink = CsvFileSink(Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    with console.progress_bar(enabled=show_progress) as progress:
-        report = run_in_process(config, run_id, zones, stream, sink, progress=progress, source=source)
+    try:
+        with console.progress_bar(enabled=show_progress) as progress:
+            report = run_in_process(config, run_id, zones, stream, sink, progress=progress, source=source)
+    except PipelineError as exc:
+        print(f"dns-cert-checker: run {run_id} failed: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     if not args.quiet:
         console.print_report(report, csv_path=args.output_csv)
     return EXIT_OK if report.complete else EXIT_INCOMPLETE

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,9 +45,9 @@ def print_report(report: RunReport, csv_path: str | None = None, console: Consol
             table.add_column(column, overflow="fold")
         for row in report.rows[:MAX_ROWS_SHOWN]:
             style = "red" if row.finding.status == "error" else "yellow"
-            table.add_row(
-                row.finding.status, row.finding.code, row.endpoint(), row.fqdn, row.finding.message, style=style
-            )
+            # certificate subjects and names come from the network: never let them be markup
+            cells = (row.finding.status, row.finding.code, row.endpoint(), row.fqdn, row.finding.message)
+            table.add_row(*(escape(cell) for cell in cells), style=style)
         console.print(table)
         if len(report.rows) > MAX_ROWS_SHOWN:
             console.print(f"... and {len(report.rows) - MAX_ROWS_SHOWN} more rows (see the CSV)")

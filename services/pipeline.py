@@ -85,6 +85,10 @@ def run_in_process(
                 progress(*reporter.progress(run_id))
             if not all(t.is_alive() for t in threads):
                 raise PipelineError("a service thread stopped unexpectedly")
+            lost = [(queue, dead.reason) for queue, *_ in services for dead in transport.dead_letters(queue)]
+            if lost:  # in one process nothing can pick a dead letter up again: the run cannot complete
+                queue, reason = lost[0]
+                raise PipelineError(f"{len(lost)} message(s) could not be processed; first on {queue}: {reason}")
         if progress is not None:
             progress(*reporter.progress(run_id))
     finally:

@@ -8,6 +8,7 @@ be expressed that way gets a new tag (``scan_job.v2``) beside the old one.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -198,6 +199,14 @@ def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261129T034000Z-1a2b3c4d``."""
     now = now or datetime.now(UTC)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_run_id(run_id: str) -> bool:
+    """Run ids name report files: letters, digits, ``.``, ``_``, ``-``; no path, no leading dot."""
+    return bool(_RUN_ID.match(run_id))
 
 
 def job_id(run_id: str, ip_address: str, port: int, fqdn: str, sni: str, protocol: str = "tls") -> str:

@@ -156,6 +156,11 @@ def _retrying(attempts: int) -> Retrying:
         wait=wait_exponential(multiplier=0.2, max=5),
         retry=retry_if_not_exception_type((PermanentError, ConnectionLost)),
         reraise=True,
+        before_sleep=lambda state: log.warning(
+            "attempt %d failed (%s); retrying",
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else "?",
+        ),
     )
 
 

@@ -93,3 +93,14 @@ def test_cli_without_zones_says_what_to_do(tmp_path, capsys):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_an_unwritable_csv_fails_the_run_in_one_line_instead_of_hanging(tmp_path, capsys):
+    zones = _write(tmp_path / "zones.json", '{"a.test": [{"type": "CNAME", "name": "x", "ttl": 60, "target": "x"}]}')
+    config = _write(tmp_path / "config.json", "{}")
+    unwritable = tmp_path / "not-a-dir"
+    unwritable.write_text("a file where the CSV's directory should be")
+    code = main(["--from-zones-json", str(zones), "--config", str(config), "-o", str(unwritable / "out.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("dns-cert-checker: run ") and "could not be processed" in err[-1]

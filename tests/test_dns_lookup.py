@@ -88,3 +88,12 @@ def test_a_silent_nameserver_costs_about_the_dns_timeout():
 def test_without_nameservers_nothing_is_asked_of_the_system_resolver():
     answer = make_lookup(Config())("example.com")
     assert answer.addresses == () and answer.error == "no lookup_nameservers configured"
+
+
+def test_a_dead_first_nameserver_does_not_hide_a_working_second_one(nameserver):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{silent.getsockname()[1]}"
+        lookup = make_lookup(Config(lookup_nameservers=[dead, nameserver], dns_timeout=1))
+        answer = lookup("cdn.provider.test")
+    assert sorted(answer.addresses) == ["192.0.2.10", "2001:db8::10"]

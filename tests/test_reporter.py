@@ -7,12 +7,15 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from services.reporter.handler import ReporterHandler
 from services.reporter.outputs import CsvFileSink, DirectorySink
 from services.reporter.report import RunReport
 from shared import findings
 from shared.config import Config
 from shared.messages import LocatedFinding, PlannedJob, RunStarted, ScanResult, ZonePlan
+from shared.runner import PermanentError
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
@@ -245,3 +248,87 @@ def make_journalled(tmp_path: Path, **config):
         journal=RunJournal(tmp_path / ".journal"),
     )
     return handler, reports, clock
+
+
+class FlakySink:
+    """A sink whose disk is full for the first ``failures`` writes."""
+
+    def __init__(self, inner, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def write(self, report: RunReport) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        self.inner.write(report)
+
+
+def test_a_failed_report_write_keeps_the_run_open_for_the_retry(tmp_path):
+    reports: list[RunReport] = []
+    handler = ReporterHandler(Config(), FlakySink(DirectorySink(tmp_path), 1), on_report=reports.append)
+    handler.handle(started(["a.test"]))
+    with pytest.raises(OSError):
+        handler.handle(zone_plan("a.test"))  # completes the run, but the write fails
+    assert reports == [] and not (tmp_path / "r1.csv").exists()
+    handler.handle(zone_plan("a.test"))  # the runner's retry of the same message
+    assert len(reports) == 1 and (tmp_path / "r1.csv").exists()
+
+
+def test_a_failed_journal_append_is_retried_whole(tmp_path):
+    from services.reporter.journal import RunJournal
+
+    class FlakyJournal(RunJournal):
+        fail = True
+
+        def append(self, run_id, message):
+            if self.fail:
+                self.fail = False
+                raise OSError(28, "No space left on device")
+            super().append(run_id, message)
+
+    journal = FlakyJournal(tmp_path / ".journal")
+    handler = ReporterHandler(Config(), DirectorySink(tmp_path), journal=journal)
+    with pytest.raises(OSError):
+        handler.handle(started(["a.test"]))
+    handler.handle(started(["a.test"]))  # retried: journalled this time, not dropped as a duplicate
+    journal.close()
+    assert [type(m).__name__ for m in RunJournal(tmp_path / ".journal").replay()] == ["RunStarted"]
+
+
+def test_run_ids_that_are_paths_are_refused(tmp_path):
+    handler, reports, _ = make(tmp_path / "out")
+    for bad in ("../escaped", ".hidden", "a/b", ""):
+        with pytest.raises(PermanentError):
+            handler.handle(RunStarted(run_id=bad, started_at=NOW, zones=[]))
+    assert not (tmp_path / "escaped.csv").exists() and reports == []
+
+
+def test_latest_csv_never_goes_back_to_an_older_run(tmp_path):
+    sink = DirectorySink(tmp_path)
+    handler = ReporterHandler(Config(run_deadline=60), sink, clock=(clock := Clock()))
+    older, newer = "20261129T010000Z-aaaa", "20261129T020000Z-bbbb"
+    handler.handle(RunStarted(run_id=older, started_at=NOW, zones=["a.test"]))  # stalls
+    handler.handle(RunStarted(run_id=newer, started_at=NOW, zones=["b.test"]))
+    handler.handle(ZonePlan(run_id=newer, zone="b.test", jobs=[]))
+    assert (tmp_path / "latest.csv").read_bytes() == (tmp_path / f"{newer}.csv").read_bytes()
+    clock.now = 120
+    handler.tick()  # the older run is written late, as incomplete
+    assert "never resolved" in (tmp_path / f"{older}.csv").read_text()
+    assert (tmp_path / "latest.csv").read_bytes() == (tmp_path / f"{newer}.csv").read_bytes()
+
+
+def test_certificate_text_is_never_terminal_markup():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from services.console import print_report
+    from services.reporter.report import Row
+
+    subject = "CN=evil[/x] [bold]"
+    warning = findings.expiring(subject, datetime(2026, 12, 1, tzinfo=UTC))
+    report = RunReport("r1", NOW, NOW, True, ["a.test"], [Row("a.test", "127.0.0.1", 443, "a.test", warning)], [])
+    out = StringIO()
+    print_report(report, console=Console(file=out, width=300))
+    assert subject in out.getvalue()

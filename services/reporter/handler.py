@@ -21,7 +21,7 @@ from services.reporter.outputs import ReportSink
 from services.reporter.report import Row, RunReport
 from shared import findings
 from shared.config import Config
-from shared.messages import Finding, Message, PlannedJob, RunStarted, ScanResult, ZonePlan
+from shared.messages import Finding, Message, PlannedJob, RunStarted, ScanResult, ZonePlan, valid_run_id
 from shared.runner import PermanentError
 from shared.transport.base import Outgoing
 
@@ -80,16 +80,20 @@ class ReporterHandler:
         run_id = getattr(message, "run_id", None)
         if not isinstance(message, RunStarted | ZonePlan | ScanResult) or run_id is None:
             raise PermanentError(f"reporter cannot handle {type(message).__name__}")
+        if not valid_run_id(run_id):  # it names files: never let one reach outside the output dir
+            raise PermanentError(f"invalid run id {run_id[:80]!r}")
         if run_id not in self._runs and self._already_written(run_id):
             self._remember_finished(run_id)  # e.g. a late redelivery after a reporter restart
         if run_id in self._finished:
             log.debug("ignoring %s for finished run %s", type(message).__name__, run_id)
             return []
-        if self._accept(message) and self._journal is not None:
-            self._journal.append(run_id, message)
-        run = self._runs[run_id]
+        run = self._runs.setdefault(run_id, _Run(run_id))
+        if _is_new(run, message):
+            if self._journal is not None:
+                self._journal.append(run_id, message)  # before the state: a failed append is retried whole
+            self._accept(message)
         if run.complete():
-            self._finish(run, complete=True)
+            self._finish(run, complete=True)  # raises if the report cannot be written: retried
         return []
 
     def _accept(self, message: Message) -> bool:
@@ -153,10 +157,10 @@ class ReporterHandler:
         return bool(written(run_id)) if written is not None else False
 
     def _finish(self, run: _Run, *, complete: bool) -> None:
+        report = build_report(run, complete=complete)
+        self._sink.write(report)  # first: if it fails the run stays open and the write is retried
         del self._runs[run.run_id]
         self._remember_finished(run.run_id)
-        report = build_report(run, complete=complete)
-        self._sink.write(report)
         if self._journal is not None:
             self._journal.forget(run.run_id)  # only once the report is safely written
         (log.info if complete else log.error)(report.summary_line())
@@ -213,6 +217,17 @@ def build_report(run: _Run, *, complete: bool) -> RunReport:
         missing_jobs=len(missing_jobs) if not complete else 0,
         missing_zones=missing_zones if not complete else [],
     )
+
+
+def _is_new(run: _Run, message: Message) -> bool:
+    """Whether the message would change the run (duplicates are redeliveries)."""
+    if isinstance(message, RunStarted):
+        return run.started is None
+    if isinstance(message, ZonePlan):
+        return message.zone not in run.plans
+    if isinstance(message, ScanResult):
+        return message.job_id not in run.results
+    return False
 
 
 def _incomplete(message: str) -> Finding:

@@ -9,18 +9,16 @@ on start the journals are replayed; a finished run's journal is deleted.
 from __future__ import annotations
 
 import logging
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.messages import DecodeError, Message, decode, encode
+from shared.messages import DecodeError, Message, decode, encode, valid_run_id
 
 log = logging.getLogger("dcc.reporter.journal")
 
 _LENGTH = struct.Struct(">I")
-_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class RunJournal:
@@ -31,7 +29,7 @@ class RunJournal:
 
     def _path(self, run_id: str) -> Path | None:
         # run ids come off the wire: never let one name a path outside the directory
-        return self.directory / f"{run_id}.journal" if _SAFE_RUN_ID.match(run_id) else None
+        return self.directory / f"{run_id}.journal" if valid_run_id(run_id) else None
 
     def append(self, run_id: str, message: Message) -> None:
         handle = self._open.get(run_id)

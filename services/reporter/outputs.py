@@ -12,7 +12,7 @@ from typing import Protocol
 import msgspec
 
 from services.reporter.report import CSV_COLUMNS, RunReport
-from shared.messages import CertificateFacts
+from shared.messages import CertificateFacts, valid_run_id
 
 
 class ReportSink(Protocol):
@@ -92,17 +92,29 @@ class CsvFileSink:
 
 
 class DirectorySink:
-    """The reporter service: ``DIR/<run-id>.csv`` and ``.jsonl``, then ``DIR/latest.csv``."""
+    """The reporter service: ``DIR/<run-id>.csv`` and ``.jsonl``, then ``DIR/latest.csv``.
+
+    ``latest.csv`` only ever moves forward: run ids sort by start time, so an older run written
+    late (e.g. incomplete at its deadline) does not replace a newer run's report.
+    """
+
+    LATEST_MARKER = ".latest-run"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def written(self, run_id: str) -> bool:
         """Whether this run's report exists (a reporter restarted since it was written)."""
-        return "/" not in run_id and (self.directory / f"{run_id}.csv").is_file()
+        return valid_run_id(run_id) and (self.directory / f"{run_id}.csv").is_file()
 
     def write(self, report: RunReport) -> None:
+        if not valid_run_id(report.run_id):
+            raise ValueError(f"invalid run id {report.run_id[:80]!r}")
         text = render_csv(report).encode()
         write_atomically(self.directory / f"{report.run_id}.jsonl", render_jsonl(report))
         write_atomically(self.directory / f"{report.run_id}.csv", text)
-        write_atomically(self.directory / "latest.csv", text)
+        marker = self.directory / self.LATEST_MARKER
+        current = marker.read_text().strip() if marker.is_file() else ""
+        if report.run_id >= current:
+            write_atomically(self.directory / "latest.csv", text)
+            write_atomically(marker, report.run_id.encode())

@@ -6,6 +6,7 @@ Never falls back to /etc/resolv.conf unless the config says ``use_system_resolve
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.exception
@@ -27,6 +28,9 @@ class LookupAnswer:
 
 Lookup = Callable[[str], LookupAnswer]
 
+_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dcc-lookup")
+
 
 def no_lookup(name: str) -> LookupAnswer:
     return LookupAnswer(error="no lookup_nameservers configured")
@@ -41,8 +45,10 @@ def make_lookup(config: Config) -> Lookup:
         resolver = dns.resolver.Resolver(configure=True)
     else:
         return no_lookup
-    resolver.timeout = config.dns_timeout
-    resolver.lifetime = config.dns_timeout
+    resolver.timeout = config.dns_timeout  # per nameserver try
+    # the whole budget lets every configured nameserver have its try: a dead first one must not
+    # hide a working second one
+    resolver.lifetime = config.dns_timeout * max(1, len(resolver.nameservers))
     return lambda name: _lookup(resolver, name)
 
 
@@ -50,9 +56,11 @@ def _lookup(resolver: dns.resolver.Resolver, name: str) -> LookupAnswer:
     addresses: list[str] = []
     nxdomain = False
     errors: list[str] = []
-    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+    # A and AAAA at once: a lookup costs one budget, not two
+    futures = [_POOL.submit(resolver.resolve, name + ".", rdtype, search=False) for rdtype in _TYPES]
+    for future in futures:
         try:
-            answer = resolver.resolve(name + ".", rdtype, search=False)
+            answer = future.result()
             addresses.extend(rr.to_text() for rr in answer)
         except dns.resolver.NXDOMAIN:
             nxdomain = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,9 +71,13 @@ class _MemoryConsumer(Consumer):
         self._prefetch = prefetch
         self._unsettled: dict[object, Delivery] = {}
         self._closed = False
+        self._cancelled = False
 
     def get(self, timeout: float) -> Delivery | None:
         t = self._t
+        if self._cancelled:  # like basic.cancel: nothing new arrives, but waiting still takes its time
+            time.sleep(timeout)
+            return None
         with t._cond:
             ready = t._cond.wait_for(
                 lambda: self._closed or (len(self._unsettled) < self._prefetch and bool(t._queues[self._queue])),
@@ -104,6 +109,9 @@ class _MemoryConsumer(Consumer):
             if self._settle(delivery):
                 self._t._queues[self._queue].appendleft((delivery.body, True))
             self._t._cond.notify_all()
+
+    def cancel(self) -> None:
+        self._cancelled = True
 
     def close(self) -> None:
         with self._t._cond:
