@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     when = collector.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="publish one run and exit")
     when.add_argument("--every", default=None, help="start a run every interval, e.g. 1h, 30m, 90s")
-    collector.add_argument("--skip-unchanged", action="store_true", help="skip zones whose SOA serial did not change")
+    collector.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="do not re-transfer zones whose SOA serial did not change (served from state_dir; still scanned)",
+    )
 
     resolver = sub.add_parser("resolver", help="resolve zones into scan jobs")
     _common(resolver)

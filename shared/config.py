@@ -96,7 +96,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     segments: dict[str, list[str]] = {}  # segment name -> CIDRs it scans
     default_segment: str | None = "default"  # None: unclaimed addresses become findings
     run_deadline: float = 3600.0  # reporter: a run with results missing this long is incomplete
-    state_dir: str | None = None  # collector: remembered SOA serials
+    state_dir: str | None = None  # collector: remembered SOA serials and the records they named
 
     def __post_init__(self) -> None:
         for port in self.ssl_ports:

@@ -10,9 +10,13 @@ zone arrives. A zone that fails is a snapshot with its finding; it never stops t
 - ``--every 1h``: a run now and then every interval after a run *starts* (a run longer than the
   interval is followed by the next at once). SIGTERM/SIGINT stop the loop between runs; a run in
   progress is finished first. A second signal interrupts at once.
-- ``--skip-unchanged`` (needs ``state_dir``): zones whose SOA serial (zone files: content hash)
-  is unchanged since their last successful collection are left out of the run; when every zone
-  is unchanged, no run is started (no run id is printed).
+- ``--skip-unchanged`` (needs ``state_dir``): saves the zone *transfer*, never the scan. A zone
+  whose SOA serial (zone files: content hash) is unchanged since its last successful collection
+  is not transferred: its snapshot is built from the records that collection cached in
+  ``state_dir``. Every zone is in every run and scanned every run, so an expiring certificate on
+  a zone whose DNS never changes is still reported. A missing or unreadable cache means the zone
+  is transferred. A zone's serial and records are recorded when its snapshot was published
+  without failure, before its scans finish (they are repeated every run, so nothing is lost).
 
 Exit status: 0 when every run was published (failed zones are findings in the report, not
 process errors), 1 when publishing failed, 2 for unusable input (config, zones JSON, interval).
@@ -101,23 +105,21 @@ def run_from_config(transport: Transport, config: Config, serials: SerialStore |
     """One run over the configured sources (AXFR, zone files)."""
     zones = plan(config, serials)
     if not zones.collect:
-        if zones.skipped:
-            log.info("all %d zone(s) unchanged since their last collection: no run started", len(zones.skipped))
-            return 0
         log.error("no zones configured: add zone_data_sources or nameserver_zones to the config")
         return 2
     run_id = new_run_id()
     _start(transport, run_id, zones.zones, "config")
     failed: list[ZoneSnapshot] = []
+    from_cache: list[str] = []
     collected = 0
-    for snap in collect_tasks(zones.collect, run_id, serials):
+    for snap in collect_tasks(zones.collect, run_id, serials, from_cache):
         transport.publish(RESOLVE, snap)
         if snap.failure is not None:
             failed.append(snap)
         else:
             collected += 1
     level = logging.WARNING if failed else logging.INFO
-    log.log(level, "%s", summary_line(run_id, collected, failed, skipped=len(zones.skipped)))
+    log.log(level, "%s", summary_line(run_id, collected, failed, from_cache=len(from_cache)))
     return 0
 
 

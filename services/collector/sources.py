@@ -5,14 +5,18 @@ Sources, in this order (a zone named twice is taken from its first source, with 
    TSIG) and ``FILE`` entries (RFC 1035 master files);
 2. the legacy ``nameserver_zones`` — ``{"ip" | "ip:port" | "[v6]:port": [zones]}``, AXFR.
 
-Skipping unchanged zones is two-phase, because ``RunStarted`` must list the zones of a run
-before any snapshot is sent and the reporter expects one plan per listed zone:
-``plan(config, serials)`` asks each server for the zone's SOA serial (one small query) and
-hashes each zone file, and returns the zones to collect and the ones skipped; the run then
-lists only ``plan.collect`` and ``collect_tasks`` sends one snapshot for each of those. A
-skipped zone is absent from that run (no snapshot, no report rows). A zone whose SOA query
-fails is collected (its failure is then reported). Serials are recorded only after the
-snapshot was taken by the consumer and only when the zone was collected without failure.
+Skipping unchanged zones (``--skip-unchanged``, with a ``SerialStore``) saves the *transfer*,
+never the scan: every configured zone is in every run. ``plan(config, serials)`` asks each
+server for the zone's SOA serial (one small query) and hashes each zone file, and marks the
+zones whose serial (file hash) equals the one of their last recorded collection. The run lists
+every zone in ``RunStarted`` and ``collect_tasks`` sends one snapshot for each: a marked zone's
+snapshot is built from the records cached in ``state_dir`` by that last collection (current run
+id, recorded serial), and is transferred as usual when that cache is missing, unreadable or
+stale. A zone whose SOA query fails is transferred (its failure is then reported).
+
+A transferred zone's serial and records are recorded only when it was collected without
+failure, and only after the consumer took its snapshot (published it) — not after its
+endpoints were scanned: the scans are not what the record saves, they happen again every run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from services.collector import axfr, zonefile
 from services.collector.serials import SerialStore
@@ -41,16 +45,21 @@ class ZoneTask:
     server: BindServer | None = None
     path: str | None = None
     problem: str | None = None
+    unchanged: bool = False  # set by plan(): same serial (file hash) as its last recorded collection
 
 
 @dataclass
 class CollectionPlan:
-    collect: list[ZoneTask] = field(default_factory=list)
-    skipped: list[tuple[ZoneTask, int | None]] = field(default_factory=list)  # (task, unchanged serial)
+    collect: list[ZoneTask] = field(default_factory=list)  # every zone of the run, in config order
 
     @property
     def zones(self) -> list[str]:
         return [task.zone for task in self.collect]
+
+    @property
+    def unchanged(self) -> list[ZoneTask]:
+        """The zones that will be served from the cache (unless it turns out unusable)."""
+        return [task for task in self.collect if task.unchanged]
 
 
 def zone_tasks(config: Config) -> list[ZoneTask]:
@@ -93,25 +102,50 @@ def zone_names(config: Config) -> list[str]:
 
 
 def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
-    """The zones to collect now; with ``serials``, zones unchanged since their last success are skipped."""
+    """Every configured zone; with ``serials``, the ones unchanged since their last success are marked."""
     result = CollectionPlan()
     for task in zone_tasks(config):
         current = _current_version(task) if serials is not None else None
         if serials is not None and current is not None:
             serial, fingerprint = current
             if serials.unchanged(task.source, task.zone, serial, fingerprint):
-                log.info("zone %s unchanged (serial %s) since its last collection: skipped", task.zone, serial)
-                result.skipped.append((task, serial))
-                continue
+                log.debug("zone %s unchanged (serial %s) since its last collection", task.zone, serial)
+                task = replace(task, unchanged=True)
         result.collect.append(task)
     return result
 
 
-def collect_tasks(tasks: Iterable[ZoneTask], run_id: str, serials: SerialStore | None = None) -> Iterator[ZoneSnapshot]:
-    """One snapshot per task, in order; a failing zone yields its failure and the others go on."""
+def collect_tasks(
+    tasks: Iterable[ZoneTask],
+    run_id: str,
+    serials: SerialStore | None = None,
+    from_cache: list[str] | None = None,
+) -> Iterator[ZoneSnapshot]:
+    """One snapshot per task, in order; a failing zone yields its failure and the others go on.
+
+    With ``serials``: a task marked unchanged is served from the cached records of its last
+    collection (its zone appended to ``from_cache``) or, without a usable cache, transferred;
+    a transferred zone is recorded (serial, records) once the consumer took its snapshot.
+    """
     try:
         for task in tasks:
             started = time.monotonic()
+            if task.unchanged and serials is not None:
+                cached = serials.cached(task.source, task.zone)
+                if cached is not None:
+                    log.info(
+                        "zone %s from %s: unchanged (serial %s), %d records from the cache, %.2f s",
+                        task.zone,
+                        task.source,
+                        cached.serial,
+                        len(cached.records),
+                        time.monotonic() - started,
+                    )
+                    if from_cache is not None:
+                        from_cache.append(task.zone)
+                    yield ZoneSnapshot(run_id=run_id, zone=task.zone, records=cached.records, serial=cached.serial)
+                    continue
+                log.info("zone %s unchanged but its cached records are unusable: transferring it", task.zone)
             fingerprint = zonefile.fingerprint(task.path) if task.path is not None else None
             snap = collect_one(task, run_id)
             elapsed = time.monotonic() - started
@@ -129,14 +163,14 @@ def collect_tasks(tasks: Iterable[ZoneTask], run_id: str, serials: SerialStore |
             yield snap
             # back here only once the consumer took the snapshot (published it)
             if serials is not None and snap.failure is None:
-                serials.record(task.source, task.zone, snap.serial, fingerprint)
+                serials.record(task.source, task.zone, snap.serial, fingerprint, snap.records)
     finally:
         if serials is not None:
             serials.save()
 
 
 def collect(config: Config, run_id: str, serials: SerialStore | None = None) -> Iterator[ZoneSnapshot]:
-    """Every configured zone (or, with ``serials``, every changed one): ``collect_tasks(plan(...))``.
+    """Every configured zone (with ``serials``, unchanged ones from the cache): ``collect_tasks(plan(...))``.
 
     Callers that announce the zones first (``RunStarted``) use ``plan`` and ``collect_tasks``.
     """
@@ -159,17 +193,18 @@ def failure_line(snap: ZoneSnapshot) -> str:
     return f"zone {snap.zone}: {snap.failure.finding.code}: {snap.failure.finding.message}"
 
 
-def summary_line(run_id: str, collected: int, failed: list[ZoneSnapshot], skipped: int = 0) -> str:
-    text = f"run {run_id}: {collected} zone(s) collected, {len(failed)} failed"
-    if skipped:
-        text += f", {skipped} unchanged and skipped"
+def summary_line(run_id: str, collected: int, failed: list[ZoneSnapshot], from_cache: int = 0) -> str:
+    text = f"run {run_id}: {collected} zone(s) collected"
+    if from_cache:
+        text += f" ({from_cache} unchanged, from the cache)"
+    text += f", {len(failed)} failed"
     if failed:
         text += ": " + ", ".join(f"{s.zone} ({s.failure.finding.code})" for s in failed if s.failure)
     return text
 
 
 def _current_version(task: ZoneTask) -> tuple[int | None, str | None] | None:
-    """(serial, fingerprint) now, or None when it cannot be known cheaply (then: collect)."""
+    """(serial, fingerprint) now, or None when it cannot be known cheaply (then: transfer)."""
     if task.problem is not None:
         return None
     if task.path is not None:
@@ -179,5 +214,5 @@ def _current_version(task: ZoneTask) -> tuple[int | None, str | None] | None:
     try:
         return axfr.query_serial(task.server, task.zone), None
     except axfr.ZoneTransferError as exc:
-        log.info("zone %s: SOA query failed (%s); collecting it", task.zone, exc)
+        log.info("zone %s: SOA query failed (%s); transferring it", task.zone, exc)
         return None

@@ -55,6 +55,11 @@ class KnotServer:
         path = self.workdir / "knotd.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def transfers(self, zone: str) -> int:
+        """How many AXFRs of ``zone`` Knot has started serving (counted in its log)."""
+        marker = f"[{zone.rstrip('.')}.] AXFR, outgoing, "
+        return sum(1 for line in self.log().splitlines() if marker in line and ", started" in line)
+
     def stop(self) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:

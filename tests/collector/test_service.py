@@ -17,7 +17,7 @@ from shared.config import Config
 from shared.messages import Message, RunStarted, ZoneSnapshot, decode
 from shared.transport.base import REPORT, RESOLVE
 from shared.transport.memory import InMemoryTransport
-from tests.collector.knot import KnotServer
+from tests.collector.knot import KnotServer, KnotZone, start_knot
 
 
 def args(**kw: object) -> argparse.Namespace:
@@ -111,15 +111,97 @@ def test_every_runs_repeatedly_and_stops_on_sigterm(knot: KnotServer, capsys: py
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
 
 
-def test_skip_unchanged_starts_no_run_when_nothing_changed(
-    knot: KnotServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_skip_unchanged_saves_the_transfer_not_the_run(
+    knot: KnotServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     config = knot_config(knot, ["small.test", "also.test"], state_dir=str(tmp_path))
-    transport = InMemoryTransport()
-    assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
-    assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
-    assert len(capsys.readouterr().out.split()) == 1
-    assert len(drain(transport, REPORT)) == 1 and len(drain(transport, RESOLVE)) == 2
+    caplog.set_level("INFO", logger="dcc")
+
+    def run() -> tuple[RunStarted, list[ZoneSnapshot], dict[str, int]]:
+        transport = InMemoryTransport()
+        before = {zone: knot.transfers(zone) for zone in ("small.test", "also.test")}
+        assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
+        transfers = {zone: knot.transfers(zone) - count for zone, count in before.items()}
+        (started,) = drain(transport, REPORT)
+        snaps = drain(transport, RESOLVE)
+        assert isinstance(started, RunStarted) and all(isinstance(s, ZoneSnapshot) for s in snaps)
+        assert started.zones == ["small.test", "also.test"] == [s.zone for s in snaps]  # type: ignore[union-attr]
+        assert {s.run_id for s in snaps} == {started.run_id}  # type: ignore[union-attr]
+        return started, snaps, transfers  # type: ignore[return-value]
+
+    def content(snaps: list[ZoneSnapshot]) -> dict[str, list[tuple[str, str, str, int | None]]]:
+        return {s.zone: sorted((r.type, r.name, r.target, r.ttl) for r in s.records) for s in snaps}
+
+    first, first_snaps, transfers = run()
+    assert transfers == {"small.test": 1, "also.test": 1}
+    caplog.clear()
+    second, second_snaps, transfers = run()
+    assert transfers == {"small.test": 0, "also.test": 0}  # no AXFR: served from state_dir
+    assert second.run_id != first.run_id
+    assert content(second_snaps) == content(first_snaps) and all(s.records for s in second_snaps)
+    assert [s.serial for s in second_snaps] == [s.serial for s in first_snaps] == [2024010101, 5]
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split()[1] for line in lines if line.startswith("zone ") and "from the cache" in line] == [
+        "small.test",
+        "also.test",
+    ]
+    assert any("2 zone(s) collected (2 unchanged, from the cache), 0 failed" in line for line in lines)
+
+    # a state_dir from before the cache existed (serials only): transferred, then cached
+    for cached in (tmp_path / "collector-zones").iterdir():
+        cached.unlink()
+    third, third_snaps, transfers = run()
+    assert transfers == {"small.test": 1, "also.test": 1} and content(third_snaps) == content(first_snaps)
+    fourth, _, transfers = run()
+    assert transfers == {"small.test": 0, "also.test": 0}
+    assert capsys.readouterr().out.split() == [first.run_id, second.run_id, third.run_id, fourth.run_id]
+
+
+def test_expiring_certificate_on_a_stable_zone_is_reported_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review finding: with --skip-unchanged, a zone whose DNS never changes is still scanned."""
+    from lab import start_lab
+    from services.pipeline import run_in_process
+    from services.reporter.report import RunReport
+
+    with start_lab(tmp_path / "lab", cases=["expiring"], ip_prefix="127.0.31.") as lab:
+        records = " ".join(f"{r['name']} A {r['target']}\n" for r in lab.zones_json()[lab.zone])
+        zone_text = f"$ORIGIN {lab.zone}.\n$TTL 300\n@ SOA ns.invalid. hostmaster 7 3600 600 86400 300\n"
+        server = start_knot(tmp_path / "knot", [KnotZone(lab.zone, zone_text + "@ NS ns.invalid.\n" + records)])
+        try:
+            config = knot_config(
+                server,
+                [lab.zone],
+                state_dir=str(tmp_path / "state"),
+                ssl_ports=[lab.port],
+                custom_ca_file=str(lab.ca_file),
+                network_timeout=2,
+                scan_timeout=15,
+            )
+            reports: list[RunReport] = []
+
+            class Sink:
+                def write(self, report: RunReport) -> None:
+                    reports.append(report)
+
+            for _ in range(2):
+                transport = InMemoryTransport()
+                assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
+                (started,) = drain(transport, REPORT)
+                assert isinstance(started, RunStarted) and started.zones == [lab.zone]
+                snaps = [s for s in drain(transport, RESOLVE) if isinstance(s, ZoneSnapshot)]
+                run_in_process(config, started.run_id, started.zones, snaps, Sink())
+            assert server.transfers(lab.zone) == 1  # the second run did not transfer the zone ...
+        finally:
+            server.stop()
+    # ... and still scanned it: the expiring certificate is in both reports
+    assert len(reports) == 2 and all(r.complete for r in reports)
+    for report in reports:
+        assert [(row.fqdn, row.finding.code) for row in report.rows] == [
+            (lab.endpoint("expiring").hostname, "CERT_EXPIRING")
+        ]
+    assert len(capsys.readouterr().out.split()) == 2
 
 
 @pytest.mark.parametrize(
