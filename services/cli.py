@@ -130,9 +130,11 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
 
 def _amqp_transport():  # type: ignore[no-untyped-def]
+    """The broker transport from ``AMQP_URL``. A malformed URL raises ``ConfigError`` (exit 2, one
+    line, the password never quoted); ``_dispatch`` calls this inside ``main``'s error handling."""
     from shared.transport.amqp import AmqpTransport
 
-    return AmqpTransport(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    return AmqpTransport(os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL)
 
 
 def zone_input(args: argparse.Namespace, config: Config, run_id: str) -> tuple[list[str], list[ZoneSnapshot] | None]:

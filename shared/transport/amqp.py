@@ -24,11 +24,20 @@ Delivery guarantees: persistent messages, publisher confirms, ``mandatory`` (an 
 raises instead of vanishing), manual acks. A redelivered message is counted in the
 ``x-dcc-redeliveries`` header (classic queues do not count for us): past ``max_redeliveries`` it is
 dead-lettered, so a message that kills its consumer every time cannot loop forever.
+
+Only involuntary redeliveries count: the broker sets ``redelivered`` after a nack too, so a
+consumer that *gives a message back* (``requeue``, ``cancel`` with prefetched messages, ``close``
+with unsettled ones: a SIGTERM drain, a scale-down, publishing that gave up) republishes it with
+its counter unchanged (and ``x-dcc-returned`` + 1) and acks the original: it goes to the back of the
+queue, as a counted redelivery does. Only when that republish fails (the broker is away) is it
+nacked, and then it counts. A message whose redelivery was not counted yet when it is given back is
+nacked, so it is counted exactly once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import threading
@@ -46,11 +55,13 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    stop_after_attempt,
     stop_after_delay,
     stop_when_event_set,
     wait_exponential,
 )
 
+from shared.config import ConfigError
 from shared.logging import redact
 from shared.messages import Message, encode
 from shared.runner import ConnectionLost
@@ -63,6 +74,7 @@ REASON_HEADER = "x-dcc-reason"
 QUEUE_HEADER = "x-dcc-queue"
 DEAD_AT_HEADER = "x-dcc-dead-at"
 REDELIVERIES_HEADER = "x-dcc-redeliveries"
+RETURNED_HEADER = "x-dcc-returned"  # times a consumer gave it back unprocessed (informational)
 
 # Broken connection or channel: reconnect and retry. Channel errors the broker raises on purpose
 # (404, 406) are not in here: retrying them would never help.
@@ -76,6 +88,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 T = TypeVar("T")
+_REPUBLISH_BACKOFF = 30.0  # seconds without republish attempts after giving back by republish failed
 
 
 class _Broken(Exception):
@@ -123,6 +136,20 @@ class Topology:
 
 def amqp_url_from_env() -> str:
     return os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
+
+
+def parse_amqp_url(url: str) -> pika.URLParameters:
+    """``url`` as pika connection parameters; ``ConfigError`` (never quoting the URL) when invalid."""
+    bad = ConfigError(
+        "AMQP_URL is not a valid amqp:// or amqps:// URL "
+        "(percent-encode special characters such as / @ : % in the user name and password)"
+    )
+    if url.partition("://")[0].lower() not in ("amqp", "amqps"):
+        raise bad
+    try:
+        return pika.URLParameters(url)
+    except Exception:  # pika's messages quote parts of the URL, password included
+        raise bad from None
 
 
 def open_transport(url: str | None = None, **kwargs: Any) -> AmqpTransport:
@@ -178,6 +205,7 @@ class AmqpTransport(Transport):
         name: str = "dcc",
     ) -> None:
         self._url = url
+        self._params = parse_amqp_url(url)  # once, up front: a bad URL is a config error, not a crash
         self._heartbeat = heartbeat
         self._confirm_timeout = confirm_timeout
         self._reconnect_for = reconnect_for
@@ -195,7 +223,7 @@ class AmqpTransport(Transport):
 
     # -- connections --------------------------------------------------------------
     def parameters(self, role: str) -> pika.URLParameters:
-        params = pika.URLParameters(self._url)
+        params = copy.copy(self._params)  # shallow: every field set below is replaced, not mutated
         params.heartbeat = self._heartbeat
         # a broker that blocks publishers (disk/memory alarm) must not hang us forever
         params.blocked_connection_timeout = self._confirm_timeout
@@ -215,13 +243,18 @@ class AmqpTransport(Transport):
 
         threading.Thread(target=watch, daemon=True, name="dcc-amqp-abort").start()
 
-    def _retrying(self, what: str) -> Retrying:
+    def _retrying(self, what: str, *, quick: bool = False) -> Retrying:
+        """Retry broken connections for ``reconnect_for``; ``quick``: one retry (a stale link)."""
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             log.warning("%s: broker unavailable (%s); retry %d", what, redact(str(exc)), state.attempt_number)
 
+        stop = stop_after_delay(self._reconnect_for) | stop_when_event_set(self._abort)
+        if quick:
+            stop = stop_after_attempt(2) | stop_after_delay(5)
         return Retrying(
-            stop=stop_after_delay(self._reconnect_for) | stop_when_event_set(self._abort),
+            stop=stop,
             wait=wait_exponential(multiplier=0.2, max=5),
             retry=retry_if_exception_type(_Broken),
             before_sleep=before_sleep,
@@ -248,10 +281,10 @@ class AmqpTransport(Transport):
                 return
         link.close()
 
-    def _with_link(self, what: str, fn: Callable[[_Link], T]) -> T:
+    def _with_link(self, what: str, fn: Callable[[_Link], T], *, quick: bool = False) -> T:
         """Run ``fn`` on a publisher link; reconnect and retry when the connection breaks."""
         try:
-            for attempt in self._retrying(what):
+            for attempt in self._retrying(what, quick=quick):
                 with attempt:
                     link = self._take()
                     try:
@@ -268,7 +301,7 @@ class AmqpTransport(Transport):
                     self._give_back(link)
                     return result
         except _Broken as exc:
-            raise ConnectionLost(f"{what}: gave up after {self._reconnect_for:.0f}s: {exc}") from None
+            raise ConnectionLost(f"{what}: gave up: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _start_pump(self) -> None:
@@ -321,6 +354,24 @@ class AmqpTransport(Transport):
 
         if bodies:
             self._with_link(f"publish {len(bodies)} messages", send)
+
+    def _republish(self, queue: str, items: Sequence[tuple[bytes, Mapping[str, object]]]) -> int:
+        """Put messages back on ``queue`` as they are; how many made it (a quick try, no long retry)."""
+        done = 0
+        exchange = self.topology.exchange
+
+        def send(link: _Link) -> None:
+            nonlocal done
+            while done < len(items):
+                body, headers = items[done]
+                link.publish(exchange, queue, body, headers)
+                done += 1
+
+        try:
+            self._with_link(f"give back {len(items)} messages to {queue}", send, quick=True)
+        except TransportError as exc:
+            log.warning("cannot give %d messages back to %s (%s)", len(items) - done, queue, exc)
+        return done
 
     def publish_dead(self, queue: str, body: bytes, reason: str, headers: Mapping[str, object] | None = None) -> None:
         """Park ``body`` on ``queue``'s dead-letter queue with the reason in a header."""
@@ -389,6 +440,14 @@ class AmqpTransport(Transport):
         self._with_link("delete", drop)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A delivery handed out by ``get`` and not settled yet."""
+
+    delivery: Delivery
+    uncounted: bool  # redelivered by the broker but not counted: give it back by nack, so it counts once
+
+
 class AmqpConsumer(Consumer):
     """Deliveries of one queue over one connection owned by the thread that calls ``get``."""
 
@@ -399,12 +458,20 @@ class AmqpConsumer(Consumer):
         self._buffer: deque[tuple[Delivery, bool]] = deque()  # (delivery, redelivered by the broker)
         self._settles: deque[tuple[object, str]] = deque()  # acks/nacks from any thread
         self._unsettled: set[int] = set()  # tags of the current channel; settling twice closes it
+        # Handed out and not settled. Whoever takes an entry out (ack, requeue, dead_letter, close)
+        # settles it, so a worker's late requeue and close() never give the same message back twice.
+        self._held: dict[object, _Held] = {}
+        self._held_lock = threading.Lock()
         self._generation = 0  # delivery tags are per channel: settles of older channels are void
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._consumer_tag: str | None = None
         self._cancelled = False
         self._closed = False
+        self._hold_settles = False  # while cancelling: an ack now would let the broker push another message
+        # When giving back by republishing just failed, do not wait on the broker again for a while
+        # (a shutdown gives back several times: cancel, each requeue, close): nack at once instead.
+        self._republish_failed_at = -_REPUBLISH_BACKOFF
         self._connect()
 
     # -- connection management (owner thread) -------------------------------------
@@ -432,6 +499,7 @@ class AmqpConsumer(Consumer):
         self._generation = generation
         self._buffer.clear()
         self._unsettled.clear()
+        self._forget_held()
 
     def _connect(self) -> None:
         try:
@@ -446,16 +514,23 @@ class AmqpConsumer(Consumer):
         if self._connection is not None:
             _quiet_close(self._connection)
         self._connection = self._channel = None
-        self._buffer.clear()  # those deliveries went back to the queue with the channel
+        # Those deliveries went back to the queue with the channel; the broker marks them
+        # redelivered and their next consumer counts it: a lost consumer is what the count is for.
+        self._buffer.clear()
+        self._forget_held()
         if not self._cancelled and not self._closed:
             self._connect()
             log.warning("consuming %s again", self.queue)
 
+    def _forget_held(self) -> None:
+        with self._held_lock:
+            self._held.clear()
+
     def _on_message(self, generation: int, method: Any, props: pika.BasicProperties, body: bytes) -> None:
         headers = dict(props.headers or {})
-        counted = _redeliveries(headers)
         redelivered = bool(method.redelivered)
-        delivery = Delivery(body, (generation, method.delivery_tag), redelivered or counted > 0, headers)
+        earlier = _count(headers, REDELIVERIES_HEADER) > 0 or _count(headers, RETURNED_HEADER) > 0
+        delivery = Delivery(body, (generation, method.delivery_tag), redelivered or earlier, headers)
         self._buffer.append((delivery, redelivered))
         self._unsettled.add(method.delivery_tag)
 
@@ -465,8 +540,11 @@ class AmqpConsumer(Consumer):
         while True:
             self._flush_settles()
             while self._buffer and not self._cancelled:
-                delivery = self._screen(*self._buffer.popleft())
-                if delivery is not None:
+                screened = self._screen(*self._buffer.popleft())
+                if screened is not None:
+                    delivery, uncounted = screened
+                    with self._held_lock:
+                        self._held[delivery.tag] = _Held(delivery, uncounted)
                     return delivery
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -479,13 +557,17 @@ class AmqpConsumer(Consumer):
             except _TRANSIENT + (px.ChannelClosedByBroker,) as exc:
                 self._lost(exc)
 
-    def _screen(self, delivery: Delivery, broker_redelivered: bool) -> Delivery | None:
-        """Count broker redeliveries in a header; past the limit, dead-letter instead of handling."""
+    def _screen(self, delivery: Delivery, broker_redelivered: bool) -> tuple[Delivery, bool] | None:
+        """Count broker redeliveries in a header; past the limit, dead-letter instead of handling.
+
+        Returns the delivery to hand out and whether its redelivery is still uncounted, or None
+        when it was dealt with here (republished with the count, or dead-lettered).
+        """
         headers = dict(delivery.headers)
         limit = self._t.max_redeliveries
         if not broker_redelivered or limit is None:
-            return delivery
-        count = _redeliveries(headers) + 1
+            return delivery, False
+        count = _count(headers, REDELIVERIES_HEADER) + 1
         try:
             if count > limit:
                 reason = f"redelivered {count} times: its consumer died or lost the broker while handling it"
@@ -497,7 +579,7 @@ class AmqpConsumer(Consumer):
                 self._t.publish_raw(self.queue, delivery.body, headers)
         except TransportError as exc:
             log.warning("cannot count a redelivery on %s (%s); handling it as is", self.queue, exc)
-            return Delivery(delivery.body, delivery.tag, True, headers)
+            return Delivery(delivery.body, delivery.tag, True, delivery.headers), True
         self._settle_here(delivery.tag, "ack")
         return None
 
@@ -518,10 +600,10 @@ class AmqpConsumer(Consumer):
         except _TRANSIENT as exc:
             log.debug("could not %s on %s: %s", how, self.queue, exc)
 
-    def _settle(self, delivery: Delivery, how: str) -> None:
+    def _settle(self, tag: object, how: str) -> None:
         # Queued here and applied by the owner thread (deque appends are thread-safe); the
         # callback only wakes the owner if it is waiting inside pika.
-        self._settles.append((delivery.tag, how))
+        self._settles.append((tag, how))
         connection = self._connection
         if connection is None:
             return  # connection gone: the broker has requeued it already
@@ -529,60 +611,125 @@ class AmqpConsumer(Consumer):
             connection.add_callback_threadsafe(self._flush_settles)
 
     def _flush_settles(self) -> None:
+        if self._hold_settles:
+            return
         while self._settles:
             tag, how = self._settles.popleft()
             self._settle_here(tag, how)
 
+    def _claim(self, delivery: Delivery) -> _Held | None:
+        """Take a handed-out delivery for settling; None if settled already or its channel is gone."""
+        with self._held_lock:
+            return self._held.pop(delivery.tag, None)
+
+    def _hand_back(self, held: Sequence[_Held]) -> None:
+        """Return unprocessed deliveries to the queue without counting them as redeliveries.
+
+        A nack would make the broker flag them ``redelivered``, which is how a crash looks. So they
+        are republished as they came (counter unchanged, ``x-dcc-returned`` + 1) and acked; only
+        those that cannot be republished, and those with a redelivery still to count, are nacked.
+        Any thread.
+        """
+        channel = self._channel
+        live = [
+            h
+            for h in held
+            if cast(tuple[int, int], h.delivery.tag)[0] == self._generation and channel is not None and channel.is_open
+        ]
+        if not live:
+            return  # their channel is gone: the broker has them back already
+        back = [h for h in live if not h.uncounted]
+        done = 0
+        if back and time.monotonic() - self._republish_failed_at >= _REPUBLISH_BACKOFF:
+            done = self._t._republish(self.queue, [(h.delivery.body, _returned(h.delivery.headers)) for h in back])
+            if done < len(back):
+                self._republish_failed_at = time.monotonic()
+                log.warning(
+                    "%d messages go back to %s by nack: they count as redelivered", len(back) - done, self.queue
+                )
+        for h in back[:done]:
+            self._settle(h.delivery.tag, "ack")
+        for h in back[done:] + [h for h in live if h.uncounted]:
+            self._settle(h.delivery.tag, "nack")
+
     def ack(self, delivery: Delivery) -> None:
-        self._settle(delivery, "ack")
+        if self._claim(delivery) is not None:
+            self._settle(delivery.tag, "ack")
 
     def requeue(self, delivery: Delivery) -> None:
-        self._settle(delivery, "nack")
+        held = self._claim(delivery)
+        if held is not None:
+            self._hand_back([held])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        held = self._claim(delivery)
+        if held is None:
+            return  # settled already, or its channel is gone and it will come back
         try:
             self._t.publish_dead(self.queue, delivery.body, reason, delivery.headers)
         except TransportError as exc:
             log.error("cannot dead-letter a message on %s (%s); requeueing it", self.queue, exc)
-            self.requeue(delivery)
+            self._hand_back([held])
             return
-        self.ack(delivery)
+        self._settle(delivery.tag, "ack")
 
     def cancel(self) -> None:
-        """Stop receiving; what was prefetched but not handed out goes back at once."""
+        """Stop receiving; what was prefetched but not handed out goes back at once, uncounted."""
         if self._cancelled:
             return
         self._cancelled = True
         channel = self._channel
+        # No acks until the broker confirms the cancel: each would free a prefetch slot, the broker
+        # would push another message, and pika rejects (requeue) what arrives before cancel-ok,
+        # which would count as a redelivery. (Pika also calls _flush_settles from inside its waits.)
+        self._hold_settles = True
         try:
-            self._flush_settles()
             if channel is not None and channel.is_open and self._consumer_tag is not None:
-                channel.basic_cancel(self._consumer_tag)  # pika nacks what it had not dispatched
-            while self._buffer:
-                self._settle_here(self._buffer.popleft()[0].tag, "nack")
+                if self._connection is not None:
+                    self._connection.process_data_events(0)  # what pika holds, into our buffer
+                channel.basic_cancel(self._consumer_tag)
+            self._hold_settles = False
+            buffered, self._buffer = list(self._buffer), deque()
+            limit = self._t.max_redeliveries
+            self._hand_back([_Held(d, redelivered and limit is not None) for d, redelivered in buffered])
+            self._flush_settles()
         except _TRANSIENT + (px.ChannelClosedByBroker,) as exc:
             log.debug("cancel on %s: %s", self.queue, exc)
+        finally:
+            self._hold_settles = False
 
     def close(self) -> None:
+        """Stop; whatever is still unsettled (work that outlived a drain) goes back uncounted."""
         if self._closed:
             return
-        self._closed = True
-        self._cancelled = True
         try:
-            self._flush_settles()  # the acks workers already sent back
+            self.cancel()
+            self._closed = True
+            with self._held_lock:
+                held, self._held = list(self._held.values()), {}
+            self._hand_back(held)
+            self._flush_settles()  # the acks workers already sent back, and the give-backs
             if self._connection is not None:
                 self._connection.process_data_events(0)  # and send them
         except Exception as exc:
             log.debug("closing %s: %s", self.queue, exc)
+        self._closed = True
         connection, self._connection, self._channel = self._connection, None, None
         if connection is None:
             return
-        _quiet_close(connection)  # the broker requeues whatever is still unacked
+        _quiet_close(connection)  # the broker requeues whatever is still unacked (counted)
 
 
-def _redeliveries(headers: Mapping[str, object]) -> int:
-    value = headers.get(REDELIVERIES_HEADER)
+def _count(headers: Mapping[str, object], name: str) -> int:
+    value = headers.get(name)
     return value if isinstance(value, int) else 0
+
+
+def _returned(headers: Mapping[str, object]) -> dict[str, object]:
+    """The headers of a given-back message: unchanged, except one more ``x-dcc-returned``."""
+    again = dict(headers)
+    again[RETURNED_HEADER] = _count(headers, RETURNED_HEADER) + 1
+    return again
 
 
 def _quiet_close(connection: pika.BlockingConnection) -> None:

@@ -12,15 +12,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
+from services.daemons import REPORTER_OPTIONS, RESOLVER_OPTIONS
+from services.scanner.runner import serve_options as scanner_options
 from shared.config import Config
 from shared.transport.amqp import Topology
 from shared.transport.base import scan_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
+GRACE_MARGIN = 15  # seconds after the drain deadline: give the rest back, close connections
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 
 
@@ -97,9 +101,15 @@ def test_base_has_every_service_and_secrets_only_by_reference() -> None:
     for container in containers:
         [env] = [e for e in container["env"] if e["name"] == "AMQP_URL"]
         assert env["valueFrom"]["secretKeyRef"] == {"name": "dcc-amqp", "key": "AMQP_URL"}
-    for deployment in deployments.values():
+    config = msgspec.json.decode((K8S / "config" / "config.json").read_bytes(), type=Config)
+    drains = {
+        "dcc-reporter": REPORTER_OPTIONS.drain_timeout,
+        "dcc-resolver": RESOLVER_OPTIONS.drain_timeout,
+        "dcc-scanner": scanner_options(config).drain_timeout,  # max(30, 2 x scan_timeout + 5)
+    }
+    for name, deployment in deployments.items():
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert grace > 30, "must outlast the runner's 30 s drain"
+        assert grace >= drains[name] + GRACE_MARGIN, f"{name} must outlast its {drains[name]:.0f} s drain and close"
 
 
 def test_compose_runs_every_service_without_an_inline_password() -> None:
