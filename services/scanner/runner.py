@@ -22,6 +22,7 @@ def serve_options(config: Config) -> ServeOptions:
         batch_size=concurrency,
         batch_linger=0.05,
         prefetch=workers * concurrency,
-        # In-flight endpoints finish within scan_timeout of starting; a full queued batch needs two rounds.
+        # In-flight endpoints finish within scan_timeout of starting; a full queued batch needs two rounds
+        # (more if many of its names share an address: they take turns). Unfinished work is redelivered.
         drain_timeout=max(30.0, 2 * config.scan_timeout + 5),
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +16,7 @@ from lab import Lab, LabEndpoint
 from services.scanner.handler import ScannerHandler
 from services.scanner.probe import CLOSED, probe
 from services.scanner.runner import make_handler, serve_options
-from services.scanner.scan import Engine, ScanSettings, Target
+from services.scanner.scan import Engine, ScanSettings, Target, _AddressSlots, _DeadlineExceeded, _Lease
 from shared import findings
 from shared.config import Config
 from shared.messages import ScanJob, ScanResult, ZonePlan, job_id
@@ -21,6 +24,7 @@ from shared.runner import PermanentError
 from shared.transport.base import REPORT
 
 from .conftest import NETWORK_TIMEOUT
+from .slow_server import SlowServer, wildcard_context
 
 RUN = "20260301T000000Z-test"
 
@@ -135,30 +139,86 @@ def test_connections_per_address_stay_within_the_limit(lab: Lab) -> None:
     assert 1 <= lab.peak_connections(valid.ip) <= 2 + 2
 
 
-def test_silent_endpoints_are_probed_within_the_per_address_limit(lab: Lab) -> None:
-    """Each probe of the silent endpoint holds its connection for the whole timeout: with 2 slots,
-    6 probes need 3 rounds, and the server never sees more than 2 at once."""
-    hung = lab.endpoint("hung")
+def test_silent_endpoints_are_probed_within_the_per_address_limit() -> None:
+    """Each probe of a silent server holds its connection for the whole timeout: with 2 slots,
+    6 probes need 3 rounds, and the server never sees more than 2 at once (counted exactly)."""
     timeout = 0.4
     settings = ScanSettings(network_timeout=timeout, scan_timeout=10.0, max_connections_per_ip=2)
     handler = ScannerHandler(settings)
-    lab.reset_peaks()
-    try:
-        start = time.monotonic()
-        results = run_batch(handler, [scan_job(hung, fqdn=f"n{i}.lab.test") for i in range(6)])
-        elapsed = time.monotonic() - start
-    finally:
-        handler.close()
+    with SlowServer(None, delay=0.0) as silent:
+        hung = LabEndpoint("hung", "hung.lab.test", silent.ip, silent.port, ())
+        try:
+            start = time.monotonic()
+            results = run_batch(handler, [scan_job(hung, fqdn=f"n{i}.lab.test") for i in range(6)])
+            elapsed = time.monotonic() - start
+        finally:
+            handler.close()
     assert all([f.code for f in r.findings] == [findings.CONNECT_TIMEOUT] for r, _ in results.values())
     assert elapsed >= 3 * timeout * 0.9
-    assert lab.peak_connections(hung.ip) <= 2
+    assert 1 <= silent.peak <= 2 and silent.accepted == 6
+
+
+def test_many_names_on_one_slow_address_take_turns_without_timing_out(tmp_path: Path) -> None:
+    """Names sharing an address (an ingress IP, shared hosting) wait for their address's turn, and
+    that wait is not their scan's time. Here 48 names sit behind one address where every handshake
+    takes 0.1 s: a scan makes ~7 connections, the address takes 5 at once, so the batch needs ~7 s.
+    When every scan's clock started with the batch, the 4 s deadline turned about half of the rows
+    into SCAN_TIMEOUT; now a scan starts only once its address has room for it."""
+    context, ca_file = wildcard_context("slow.lab.test", tmp_path)
+    settings = ScanSettings(network_timeout=2.0, scan_timeout=4.0, custom_ca_file=ca_file)
+    names = 48
+    handler = ScannerHandler(settings)
+    with SlowServer(context, delay=0.1) as server:
+        jobs = [scan_job(LabEndpoint("slow", f"n{i}.slow.lab.test", server.ip, server.port, ())) for i in range(names)]
+        try:
+            results = run_batch(handler, jobs)
+        finally:
+            handler.close()
+    codes = Counter(tuple(f.code for f in r.findings) for r, _ in results.values())
+    assert codes == {(): names}  # healthy, every one: no SCAN_TIMEOUT
+    assert all(r.duration_s < settings.scan_timeout for r, _ in results.values())
+    assert 2 <= server.peak <= settings.max_connections_per_ip
+    assert server.accepted >= 6 * names  # probe, connectivity test, 4 CERTIFICATE_INFO handshakes each
+    came_out = sorted(at for _, at in results.values())
+    assert came_out[0] < came_out[-1] / 2  # each reported when done, not all at the end of the batch
+
+
+def test_an_address_admits_endpoints_in_turn_and_lends_its_spare_connections() -> None:
+    slots = _AddressSlots(2)
+    admitted: list[tuple[int, _Lease]] = []
+
+    def start(n: int) -> Callable[[_Lease], None]:
+        return lambda lease: admitted.append((n, lease))
+
+    for n in range(3):
+        slots.admit("192.0.2.1", start(n))
+    assert [n for n, _ in admitted] == [0, 1]  # one unit each; the third waits for a unit
+    (_, first), (_, second) = admitted
+    later = time.monotonic() + 5
+    assert first.acquire(later) is True  # its own unit
+    with pytest.raises(_DeadlineExceeded):  # nothing spare to borrow: second holds the other unit
+        first.acquire(time.monotonic() + 0.05)
+    first.close()  # done (say, timed out) while a connection is still open: the unit stays taken
+    assert len(admitted) == 2
+    with pytest.raises(_DeadlineExceeded):  # and a done endpoint makes no new connections
+        first.acquire(later)
+    first.release(True)  # that connection ends: its unit goes to the endpoint waiting
+    assert [n for n, _ in admitted] == [0, 1, 2]
+    second.close()
+    third = admitted[2][1]
+    assert third.acquire(later) is True and third.acquire(later) is False  # alone: borrows the spare
+    third.release(False)
+    third.release(True)
+    third.close()
+    slots.admit("192.0.2.1", start(3))
+    assert [n for n, _ in admitted] == [0, 1, 2, 3]
 
 
 def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5))
     release = threading.Event()
 
-    def stuck(target: Target, deadline: float) -> tuple[list[findings.Finding], None]:
+    def stuck(target: Target, deadline: float, lease: object) -> tuple[list[findings.Finding], None]:
         release.wait(10)  # a scan that never returns by itself
         return [], None
 
@@ -179,7 +239,7 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
 def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0))
 
-    def broken(target: Target, deadline: float) -> None:
+    def broken(target: Target, deadline: float, lease: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(engine, "_scan", broken)
