@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 import msgspec
 
 from services.collector.sources import collect_tasks, plan, summary_line
 from services.collector.zones_json import zones_json_from_snapshots
 from shared.config import Config
+from shared.files import atomic_writer
 from shared.messages import ZoneSnapshot, new_run_id
 
 log = logging.getLogger("dcc.collector.fetch_zones")
@@ -42,23 +41,16 @@ def main(args: argparse.Namespace, config: Config) -> int:
     else:
         target = Path(output)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-        except OSError as exc:
-            log.error("cannot write %s: %s", target, exc.strerror)
-            return 2
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with atomic_writer(target, "w", encoding="utf-8") as handle:
                 collected = _write(handle, collect_tasks(tasks, run_id), failed)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        except OSError as exc:
+            log.error("cannot write %s: %s", target, exc.strerror or exc)
+            return 2
     log.log(logging.WARNING if failed else logging.INFO, "%s", summary_line(run_id, collected, failed))
     return 1 if failed else 0
 
 
-def _write(out: TextIO, snapshots: Iterable[ZoneSnapshot], failed: list[ZoneSnapshot]) -> int:
+def _write(out: IO[str], snapshots: Iterable[ZoneSnapshot], failed: list[ZoneSnapshot]) -> int:
     """Stream ``{"zone": [records…], …}``; returns how many zones were written."""
     written = 0
     out.write("{")

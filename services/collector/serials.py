@@ -21,15 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 
 from shared.config import Config
+from shared.files import atomic_writer, write_atomically
 from shared.messages import ZoneRecord
 
 log = logging.getLogger("dcc.collector.serials")
@@ -167,28 +166,13 @@ class SerialStore:
         """Write the file if anything changed (atomic: temp file + rename)."""
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {key: msgspec.to_builtins(entry) for key, entry in sorted(self._entries.items())}
-        fd, tmp = tempfile.mkstemp(prefix=".serials-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(self.path, "w") as handle:
+            json.dump(data, handle, indent=1)
         self._dirty = False
 
     def _write_cache(self, path: Path, cached: CachedZone) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".zone-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_cache_encoder.encode(cached))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, _cache_encoder.encode(cached))
 
     def _load(self) -> None:
         try:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
 from services.reporter.report import CSV_COLUMNS, RunReport
+from shared.files import write_atomically
 from shared.messages import CertificateFacts, valid_run_id
 
 
@@ -60,21 +59,6 @@ def render_jsonl(report: RunReport) -> bytes:
         for row in report.rows
     ]
     return b"".join(line + b"\n" for line in lines)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CsvFileSink:
