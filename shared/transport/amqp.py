@@ -341,37 +341,42 @@ class AmqpTransport(Transport):
         self._with_link(f"publish to {destination}", lambda link: link.publish(exchange, destination, body, headers))
 
     def publish_many(self, items: Sequence[Outgoing]) -> None:
-        bodies = [(item.destination, encode(item.message)) for item in items]
-        done = 0  # after a reconnect, resume where the confirms stopped
-        exchange = self.topology.exchange
-
-        def send(link: _Link) -> None:
-            nonlocal done
-            while done < len(bodies):
-                destination, body = bodies[done]
-                link.publish(exchange, destination, body, None)
-                done += 1
-
-        if bodies:
-            self._with_link(f"publish {len(bodies)} messages", send)
+        batch = [(item.destination, encode(item.message), None) for item in items]
+        if batch:
+            self._send_all(batch, f"publish {len(batch)} messages")
 
     def _republish(self, queue: str, items: Sequence[tuple[bytes, Mapping[str, object]]]) -> int:
         """Put messages back on ``queue`` as they are; how many made it (a quick try, no long retry)."""
+        batch = [(queue, body, headers) for body, headers in items]
+        done, failure = self._send_all(batch, f"give back {len(items)} messages to {queue}", quick=True)
+        if failure is not None:
+            log.warning("cannot give %d messages back to %s (%s)", len(items) - done, queue, failure)
+        return done
+
+    def _send_all(
+        self, batch: Sequence[tuple[str, bytes, Mapping[str, object] | None]], what: str, quick: bool = False
+    ) -> tuple[int, TransportError | None]:
+        """Publish in order, resuming after a reconnect where the confirms stopped.
+
+        How many were sent; a quick batch returns its failure instead of raising it.
+        """
         done = 0
         exchange = self.topology.exchange
 
         def send(link: _Link) -> None:
             nonlocal done
-            while done < len(items):
-                body, headers = items[done]
-                link.publish(exchange, queue, body, headers)
+            while done < len(batch):
+                destination, body, headers = batch[done]
+                link.publish(exchange, destination, body, headers)
                 done += 1
 
         try:
-            self._with_link(f"give back {len(items)} messages to {queue}", send, quick=True)
+            self._with_link(what, send, quick=quick)
         except TransportError as exc:
-            log.warning("cannot give %d messages back to %s (%s)", len(items) - done, queue, exc)
-        return done
+            if not quick:
+                raise
+            return done, exc
+        return done, None
 
     def publish_dead(self, queue: str, body: bytes, reason: str, headers: Mapping[str, object] | None = None) -> None:
         """Park ``body`` on ``queue``'s dead-letter queue with the reason in a header."""
