@@ -24,10 +24,11 @@ class Fleet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.output_dir = workdir / "reports"
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, config: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``dns-cert-checker ARGS`` as ``name``; ``config`` overrides the fleet's for this one."""
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [*CLI, args[0], "--config", str(self.config), *args[1:]],
+            [*CLI, args[0], "--config", str(config or self.config), *args[1:]],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -36,12 +37,12 @@ class Fleet:
         self.procs[name] = proc
         return proc
 
-    def start_pipeline(self, scanners: dict[str, str]) -> None:
-        """Reporter, resolver and one scanner per ``name → segment``."""
+    def start_pipeline(self, scanners: dict[str, str], scanner_config: Path | None = None) -> None:
+        """Reporter, resolver and one scanner per ``name → segment`` (with ``scanner_config`` if given)."""
         self.start("reporter", "reporter", "--output-dir", str(self.output_dir))
         self.start("resolver", "resolver")
         for name, segment in scanners.items():
-            self.start(name, "scanner", "--segment", segment)
+            self.start(name, "scanner", "--segment", segment, config=scanner_config)
 
     def submit(self, zones_json: Path, timeout: float = 60) -> str:
         """``collector --once``: publishes the run and prints its id."""

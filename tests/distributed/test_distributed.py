@@ -36,6 +36,17 @@ class Inputs:
     reference: bytes
     segment_ips: dict[str, list[str]]
     unclaimed: str
+    hung_ip: str  # in dmz
+
+
+def patient_config(tmp_path: Path, inputs: Inputs, network_timeout: float) -> Path:
+    """The run's config with a longer network_timeout: a scanner using it holds the hung endpoint's job
+    that long, a window that rabbitmqctl polling (about a second a call) cannot miss. The hung row's
+    message names no timeout, so the CSV stays the reference's."""
+    path = tmp_path / f"config-timeout-{network_timeout:g}.json"
+    scan_timeout = network_timeout + 30
+    path.write_text(json.dumps({**inputs.settings, "network_timeout": network_timeout, "scan_timeout": scan_timeout}))
+    return path
 
 
 def _quick(endpoint: object) -> bool:
@@ -54,12 +65,18 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
     tmp = tmp_path_factory.mktemp("distributed")
     with start_lab(tmp / "lab") as lab:
         # Split the lab's addresses over two segments, healthy ones alternately so that both
-        # segments get bulk work (slow endpoints, e.g. silent ones, would only make runs longer).
+        # segments get bulk work. The hung endpoint (accepts, never answers) goes to dmz on
+        # purpose: it is what keeps a dmz scanner mid-work for a network_timeout, the window the
+        # kill and forced-close tests need (without it dmz finishes in well under a second).
+        hung_ip = lab.endpoint("hung").ip
         quick_ips = sorted({e.ip for e in lab.endpoints if _quick(e)}, key=_address_order)
-        slow_ips = sorted({e.ip for e in lab.endpoints} - set(quick_ips), key=_address_order)
-        segment_ips = {"dmz": quick_ips[0::2] + slow_ips[0::2], "office": quick_ips[1::2] + slow_ips[1::2]}
+        slow_ips = sorted({e.ip for e in lab.endpoints} - set(quick_ips) - {hung_ip}, key=_address_order)
+        segment_ips = {
+            "dmz": [*quick_ips[0::2], hung_ip, *slow_ips[1::2]],
+            "office": [*quick_ips[1::2], *slow_ips[0::2]],
+        }
         assert all(segment_ips.values()), "the lab needs endpoints on at least two addresses"
-        ips = quick_ips + slow_ips
+        ips = [*quick_ips, hung_ip, *slow_ips]
         unclaimed = next(f"127.0.0.{n}" for n in range(254, 1, -1) if f"127.0.0.{n}" not in ips)
         zones = lab.zones_json()
         # Bulk names on healthy endpoints of both segments: enough jobs that a run takes seconds.
@@ -91,7 +108,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
             timeout=180,
         )
         assert reference.exists(), done.stderr.decode()[-3000:]
-        yield Inputs(zones_path, config_path, settings, reference.read_bytes(), segment_ips, unclaimed)
+        yield Inputs(zones_path, config_path, settings, reference.read_bytes(), segment_ips, unclaimed, hung_ip)
 
 
 @pytest.fixture
@@ -157,21 +174,30 @@ def test_two_segments_give_the_in_process_csv_and_poison_is_parked(fleet: Fleet,
     assert_stopped_cleanly(fleet)
 
 
-def test_kill_9_scanner_mid_run_still_reports_every_job_once(fleet: Fleet, inputs: Inputs, vhost: Vhost) -> None:
-    fleet.start_pipeline({"scanner-dmz-1": "dmz", "scanner-office": "office"})
+def test_kill_9_scanner_mid_run_still_reports_every_job_once(
+    fleet: Fleet, inputs: Inputs, vhost: Vhost, tmp_path: Path
+) -> None:
+    fleet.start_pipeline({"scanner-office": "office"})
+    # The first dmz scanner cannot finish: it waits 120 s on the hung endpoint, so it certainly
+    # holds an unacked job when killed.
+    fleet.start("scanner-dmz-1", "scanner", "--segment", "dmz", config=patient_config(tmp_path, inputs, 120))
     run_id = fleet.submit(inputs.zones)
     wait_until(lambda: in_flight(vhost, "scan.dmz"), 60, "the dmz scanner to hold jobs")
     fleet.kill("scanner-dmz-1")  # SIGKILL: no goodbye, its unacked jobs go back to the queue
+    assert f"run {run_id} complete" not in fleet.log("reporter")
     fleet.start("scanner-dmz-2", "scanner", "--segment", "dmz")
     report = fleet.wait_for_report(run_id)
     assert report.read_bytes() == inputs.reference
     assert_stopped_cleanly(fleet)
 
 
-def test_forced_connection_close_mid_run_services_reconnect(fleet: Fleet, inputs: Inputs, vhost: Vhost) -> None:
-    fleet.start_pipeline({"scanner-dmz": "dmz", "scanner-office": "office"})
+def test_forced_connection_close_mid_run_services_reconnect(
+    fleet: Fleet, inputs: Inputs, vhost: Vhost, tmp_path: Path
+) -> None:
+    # The dmz scanner holds the hung endpoint's job for 8 s per try: time to close mid-scan.
+    fleet.start_pipeline({"scanner-dmz": "dmz", "scanner-office": "office"}, patient_config(tmp_path, inputs, 8))
     run_id = fleet.submit(inputs.zones)
-    wait_until(lambda: in_flight(vhost, "scan.dmz") or in_flight(vhost, "scan.office"), 60, "scans in flight")
+    wait_until(lambda: in_flight(vhost, "scan.dmz"), 60, "scans in flight")
     vhost.close_all_connections()
     time.sleep(1.0)
     vhost.close_all_connections()  # again, while they are reconnecting and redelivering
