@@ -318,6 +318,22 @@ def test_latest_csv_never_goes_back_to_an_older_run(tmp_path):
     assert (tmp_path / "latest.csv").read_bytes() == (tmp_path / f"{newer}.csv").read_bytes()
 
 
+def test_a_run_csv_exists_only_once_everything_else_is_written(tmp_path):
+    """``<run-id>.csv`` is the "written" signal: a failed latest.csv leaves no run CSV behind."""
+    sink = DirectorySink(tmp_path)
+    handler = ReporterHandler(Config(), sink)
+    run_id = "20261129T010000Z-aaaa"
+    (tmp_path / "latest.csv").mkdir()  # cannot be replaced by a file
+    handler.handle(RunStarted(run_id=run_id, started_at=NOW, zones=["a.test"]))
+    with pytest.raises(OSError):
+        handler.handle(ZonePlan(run_id=run_id, zone="a.test", jobs=[]))
+    assert not (tmp_path / f"{run_id}.csv").exists() and not sink.written(run_id)
+    (tmp_path / "latest.csv").rmdir()
+    handler.handle(ZonePlan(run_id=run_id, zone="a.test", jobs=[]))  # redelivered: the write is retried
+    assert sink.written(run_id)
+    assert (tmp_path / "latest.csv").read_bytes() == (tmp_path / f"{run_id}.csv").read_bytes()
+
+
 def test_certificate_text_is_never_terminal_markup():
     from io import StringIO
 

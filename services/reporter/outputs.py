@@ -76,7 +76,7 @@ class CsvFileSink:
 
 
 class DirectorySink:
-    """The reporter service: ``DIR/<run-id>.csv`` and ``.jsonl``, then ``DIR/latest.csv``.
+    """The reporter service: ``DIR/<run-id>.jsonl``, ``DIR/latest.csv``, then ``DIR/<run-id>.csv``.
 
     ``latest.csv`` only ever moves forward: run ids sort by start time, so an older run written
     late (e.g. incomplete at its deadline) does not replace a newer run's report.
@@ -96,9 +96,11 @@ class DirectorySink:
             raise ValueError(f"invalid run id {report.run_id[:80]!r}")
         text = render_csv(report).encode()
         write_atomically(self.directory / f"{report.run_id}.jsonl", render_jsonl(report))
-        write_atomically(self.directory / f"{report.run_id}.csv", text)
         marker = self.directory / self.LATEST_MARKER
         current = marker.read_text().strip() if marker.is_file() else ""
         if report.run_id >= current:
             write_atomically(self.directory / "latest.csv", text)
             write_atomically(marker, report.run_id.encode())
+        # Last, because its existence means "this run is written": whoever waits for it (and
+        # ``written`` after a restart) then finds the .jsonl and latest.csv already in place.
+        write_atomically(self.directory / f"{report.run_id}.csv", text)
