@@ -85,26 +85,26 @@ def _build_case(name: str, hostname: str, pki: Authority) -> _Case:
         return _Case(name, "tls", [leaf, inter], leaf)
     if name == "expired":
         leaf = pki.leaf(hostname, start_days=-400, days=365)
-        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.CERT_EXPIRED),))
+        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.Code.CERT_EXPIRED),))
     if name == "not_yet_valid":
         leaf = pki.leaf(hostname, start_days=10)
-        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.CERT_NOT_YET_VALID),))
+        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.Code.CERT_NOT_YET_VALID),))
     if name == "self_signed":
         leaf = _self_signed(hostname, pki)
-        return _Case(name, "tls", [leaf], leaf, (_error(findings.SELF_SIGNED),))
+        return _Case(name, "tls", [leaf], leaf, (_error(findings.Code.SELF_SIGNED),))
     if name == "mismatch":
         leaf = pki.leaf("other-name.example.test")
-        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.HOSTNAME_MISMATCH),))
+        return _Case(name, "tls", [leaf, inter], leaf, (_error(findings.Code.HOSTNAME_MISMATCH),))
     if name == "missing_intermediate":
         leaf = pki.leaf(hostname)
-        return _Case(name, "tls", [leaf], leaf, (_error(findings.MISSING_ISSUER),))
+        return _Case(name, "tls", [leaf], leaf, (_error(findings.Code.MISSING_ISSUER),))
     if name == "untrusted_root":
         leaf = pki.leaf(hostname, issuer=pki.rogue_intermediate)
         chain = [leaf, pki.rogue_intermediate, pki.rogue_root]
-        return _Case(name, "tls", chain, leaf, (_error(findings.UNTRUSTED_ROOT),))
+        return _Case(name, "tls", chain, leaf, (_error(findings.Code.UNTRUSTED_ROOT),))
     if name == "wrong_order":
         leaf = pki.leaf(hostname)
-        return _Case(name, "tls", [leaf, pki.root, inter], leaf, (_error(findings.CHAIN_ORDER),))
+        return _Case(name, "tls", [leaf, pki.root, inter], leaf, (_error(findings.Code.CHAIN_ORDER),))
     if name == "expiring":
         leaf = pki.leaf(hostname, start_days=-80, days=90)  # 10 days left
         return _Case(name, "tls", [leaf, inter], leaf, (_expiring(leaf),))
@@ -113,11 +113,11 @@ def _build_case(name: str, hostname: str, pki: Authority) -> _Case:
         chain = [leaf, pki.expiring_intermediate]
         return _Case(name, "tls", chain, leaf, (_expiring(pki.expiring_intermediate),))
     if name == "refused":
-        return _Case(name, "refused", expected=((findings.CONNECT_REFUSED, REFUSED_MESSAGE),))
+        return _Case(name, "refused", expected=((findings.Code.CONNECT_REFUSED, REFUSED_MESSAGE),))
     if name == "hung":
-        return _Case(name, "hung", expected=((findings.CONNECT_TIMEOUT, HUNG_MESSAGE),))
+        return _Case(name, "hung", expected=((findings.Code.CONNECT_TIMEOUT, HUNG_MESSAGE),))
     if name == "plaintext":
-        return _Case(name, "plaintext", expected=((findings.TLS_HANDSHAKE_FAILED, PLAINTEXT_MESSAGE),))
+        return _Case(name, "plaintext", expected=((findings.Code.TLS_HANDSHAKE_FAILED, PLAINTEXT_MESSAGE),))
     raise ValueError(f"unknown lab case {name!r}; known: {', '.join(ALL_CASES)}")
 
 

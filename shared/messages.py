@@ -11,12 +11,13 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
 Status = Literal["error", "warning"]
 RecordType = Literal["A", "AAAA", "CNAME"]
+RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)  # the only record types the pipeline keeps
 
 
 class _Msg(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
@@ -188,6 +189,11 @@ def decode(payload: bytes) -> Message:
         raise DecodeError(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"undecodable message: {exc}") from None
+
+
+def normalise_zone(zone: str) -> str:
+    """``Example.COM.`` → ``example.com``: the one spelling of a zone name in every message."""
+    return zone.strip().rstrip(".").lower()
 
 
 def message_kind(message: Message) -> str:

@@ -24,17 +24,13 @@ from typing import Protocol, runtime_checkable
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from shared.messages import DecodeError, Message, decode, message_kind
-from shared.transport.base import Consumer, Delivery, Outgoing, Transport, TransportError
+from shared.transport.base import ConnectionLost, Consumer, Delivery, Outgoing, Transport
 
 log = logging.getLogger("dcc.runner")
 
 
 class PermanentError(Exception):
     """This message can never be handled: dead-letter it, do not retry."""
-
-
-class ConnectionLost(TransportError):
-    """The broker went away mid-work; the unsettled delivery will come back by itself."""
 
 
 class Handler(Protocol):

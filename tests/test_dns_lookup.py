@@ -63,10 +63,10 @@ def test_resolver_scans_out_of_zone_targets_and_reports_dangling_ones(nameserver
         ("www.example.test", "2001:db8::10"),
     ]
     assert [(f.fqdn, f.finding.code, f.finding.message) for f in plan.findings] == [
-        ("old.example.test", findings.DANGLING_CNAME, "CNAME target gone.provider.test does not exist"),
+        ("old.example.test", findings.Code.DANGLING_CNAME, "CNAME target gone.provider.test does not exist"),
         (
             "note.example.test",
-            findings.DANGLING_CNAME,
+            findings.Code.DANGLING_CNAME,
             "cannot resolve CNAME target txt-only.provider.test: txt-only.provider.test has no A or AAAA records",
         ),
     ]

@@ -26,7 +26,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
 
 def status_of(code: str) -> str:
-    return "warning" if code == findings.CERT_EXPIRING else "error"
+    return "warning" if code == findings.Code.CERT_EXPIRING else "error"
 
 
 def expected_lab_rows(lab: Lab) -> list[list[str]]:
@@ -87,15 +87,15 @@ def test_zones_json_to_csv_has_every_expected_row_and_nothing_for_healthy_endpoi
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == len(rows)
     assert {line["code"] for line in lines} >= {
-        findings.CERT_EXPIRED,
-        findings.HOSTNAME_MISMATCH,
-        findings.DANGLING_CNAME,
+        findings.Code.CERT_EXPIRED,
+        findings.Code.HOSTNAME_MISMATCH,
+        findings.Code.DANGLING_CNAME,
     }
     # facts of what was served come with the finding, even for an invalid certificate
-    [expired] = [line for line in lines if line["code"] == findings.CERT_EXPIRED]
+    [expired] = [line for line in lines if line["code"] == findings.Code.CERT_EXPIRED]
     assert expired["certificate"]["not_after"] < datetime.now(UTC).isoformat()
     assert "expired.lab.test" in expired["certificate"]["san"]
-    assert all(line["certificate"] is None for line in lines if line["code"] == findings.DANGLING_CNAME)
+    assert all(line["certificate"] is None for line in lines if line["code"] == findings.Code.DANGLING_CNAME)
     shown = capsys.readouterr().out
     assert "endpoints scanned" in shown and "complete" in shown
 

@@ -66,10 +66,10 @@ def make(tmp_path: Path, **config):
 def test_run_completes_when_every_zone_is_planned_and_every_job_reported(tmp_path):
     handler, reports, _ = make(tmp_path)
     loop = LocatedFinding(
-        fqdn="x.b.test", finding=findings.error(findings.CNAME_LOOP, "CNAME loop: x.b.test -> x.b.test")
+        fqdn="x.b.test", finding=findings.error(findings.Code.CNAME_LOOP, "CNAME loop: x.b.test -> x.b.test")
     )
     # results may overtake their plan: they come from other processes
-    handler.handle(result("j2", "www.b.test", findings.error(findings.CERT_EXPIRED)))
+    handler.handle(result("j2", "www.b.test", findings.error(findings.Code.CERT_EXPIRED)))
     handler.handle(started())
     handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
     assert reports == []
@@ -96,7 +96,7 @@ def test_duplicate_results_never_add_rows(tmp_path):
     handler, reports, _ = make(tmp_path)
     handler.handle(started(["a.test"]))
     handler.handle(zone_plan("a.test", ("j1", "www.a.test"), ("j2", "api.a.test")))
-    expired = findings.error(findings.CERT_EXPIRED)
+    expired = findings.error(findings.Code.CERT_EXPIRED)
     handler.handle(result("j1", "www.a.test", expired))
     handler.handle(result("j1", "www.a.test", expired))  # redelivered
     assert reports == []
@@ -150,7 +150,7 @@ def test_failed_zones_are_listed_in_the_summary(tmp_path):
         ip_address="127.0.0.1",
         port=53,
         fqdn="b.test",
-        finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
+        finding=findings.error(findings.Code.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
     )
     handler.handle(started())
     handler.handle(zone_plan("b.test", zone_findings=[refused]))
@@ -165,7 +165,7 @@ def test_single_file_sink_writes_csv_and_jsonl(tmp_path):
     handler = ReporterHandler(Config(), sink)
     handler.handle(started(["a.test"]))
     handler.handle(zone_plan("a.test", ("j1", "www.a.test")))
-    handler.handle(result("j1", "www.a.test", findings.error(findings.HOSTNAME_MISMATCH)))
+    handler.handle(result("j1", "www.a.test", findings.error(findings.Code.HOSTNAME_MISMATCH)))
     assert read_csv(tmp_path / "out.csv")[1] == [
         "127.0.0.1",
         "443",
@@ -181,7 +181,7 @@ def test_findings_are_logged_in_the_original_format(tmp_path, caplog):
     handler, _, _ = make(tmp_path)
     handler.handle(started(["a.test"]))
     with caplog.at_level("WARNING", logger="dcc.reporter"):
-        handler.handle(result("j1", "www.a.test", findings.error(findings.SELF_SIGNED)))
+        handler.handle(result("j1", "www.a.test", findings.error(findings.Code.SELF_SIGNED)))
     assert ("ERROR", "127.0.0.1:443 - www.a.test - self signed certificate") in [
         (r.levelname, r.getMessage()) for r in caplog.records
     ]
@@ -193,8 +193,10 @@ def test_a_restarted_reporter_finishes_the_runs_it_had_begun(tmp_path):
     first, reports, _ = make_journalled(tmp_path)
     first.handle(started(["a.test"]))
     first.handle(zone_plan("a.test", ("j1", "www.a.test"), ("j2", "api.a.test")))
-    first.handle(result("j1", "www.a.test", findings.error(findings.CERT_EXPIRED)))
-    first.handle(result("j1", "www.a.test", findings.error(findings.CERT_EXPIRED)))  # duplicate: not journalled twice
+    first.handle(result("j1", "www.a.test", findings.error(findings.Code.CERT_EXPIRED)))
+    first.handle(
+        result("j1", "www.a.test", findings.error(findings.Code.CERT_EXPIRED))
+    )  # duplicate: not journalled twice
     assert reports == []
     # the process dies here: its acked messages live only in the journal
     second, reports2, _ = make_journalled(tmp_path)
@@ -229,9 +231,9 @@ def test_a_torn_journal_tail_is_dropped(tmp_path):
 def test_name_findings_log_without_an_endpoint_and_v6_is_bracketed():
     from services.reporter.report import Row
 
-    loop = findings.error(findings.CNAME_LOOP, "CNAME loop: a -> a")
+    loop = findings.error(findings.Code.CNAME_LOOP, "CNAME loop: a -> a")
     assert Row("z", "", None, "a.z", loop).log_line() == "a.z - CNAME loop: a -> a"
-    expired = findings.error(findings.CERT_EXPIRED)
+    expired = findings.error(findings.Code.CERT_EXPIRED)
     assert Row("z", "::1", 443, "a.z", expired).log_line() == "[::1]:443 - a.z - certificate has expired"
 
 

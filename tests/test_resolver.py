@@ -88,9 +88,9 @@ def test_cname_loop_and_dangling_become_findings_not_crashes():
     jobs, p = plan([("CNAME", "x", "y"), ("CNAME", "y", "x"), ("CNAME", "gone", "nothing"), ("A", "ok", "192.0.2.1")])
     assert endpoints(jobs) == {("192.0.2.1", 443, "ok.example.test", "ok.example.test")}
     found = dict(codes(p))
-    assert found["x.example.test"] == findings.CNAME_LOOP
-    assert found["y.example.test"] == findings.CNAME_LOOP
-    assert found["gone.example.test"] == findings.DANGLING_CNAME
+    assert found["x.example.test"] == findings.Code.CNAME_LOOP
+    assert found["y.example.test"] == findings.Code.CNAME_LOOP
+    assert found["gone.example.test"] == findings.Code.DANGLING_CNAME
     loop = next(f for f in p.findings if f.fqdn == "x.example.test")
     assert loop.finding.status == "error"
     assert "x.example.test -> y.example.test -> x.example.test" in loop.finding.message
@@ -109,14 +109,14 @@ def test_out_of_zone_targets_use_the_lookup_once_per_name():
         ("b.example.test", "2001:db8::7"),
     }
     assert sorted(lookup.asked) == ["cdn.provider.net", "missing.net"]
-    assert codes(p) == [("c.example.test", findings.DANGLING_CNAME)]
+    assert codes(p) == [("c.example.test", findings.Code.DANGLING_CNAME)]
 
 
 def test_lookup_failure_is_reported_with_its_cause():
     lookup = RecordingLookup({"slow.net": LookupAnswer(error="timed out resolving slow.net")})
     jobs, p = plan([("CNAME", "a", "slow.net.")], lookup=lookup)
     assert jobs == []
-    assert codes(p) == [("a.example.test", findings.LOOKUP_FAILED)]
+    assert codes(p) == [("a.example.test", findings.Code.LOOKUP_FAILED)]
     assert "timed out" in p.findings[0].finding.message
 
 
@@ -165,7 +165,9 @@ def test_segments_route_by_most_specific_network_and_report_unclaimed():
     plan_msg = out[-1]
     assert plan_msg.destination == REPORT and isinstance(plan_msg.message, ZonePlan)
     unclaimed = plan_msg.message.findings
-    assert [(f.ip_address, f.port, f.finding.code) for f in unclaimed] == [("203.0.113.9", 443, findings.NO_SEGMENT)]
+    assert [(f.ip_address, f.port, f.finding.code) for f in unclaimed] == [
+        ("203.0.113.9", 443, findings.Code.NO_SEGMENT)
+    ]
     assert set(handler.queues()) == {REPORT, "scan.dmz", "scan.lab", "scan.v6"}
 
 
@@ -179,8 +181,8 @@ def test_invalid_addresses_are_findings():
     jobs, p = plan([("A", "bad", "not-an-ip"), ("A", "v6ina", "2001:db8::1"), ("A", "good", "192.0.2.1")])
     assert {j.fqdn for j in jobs} == {"good.example.test"}
     assert sorted(codes(p)) == [
-        ("bad.example.test", findings.INVALID_RECORD),
-        ("v6ina.example.test", findings.INVALID_RECORD),
+        ("bad.example.test", findings.Code.INVALID_RECORD),
+        ("v6ina.example.test", findings.Code.INVALID_RECORD),
     ]
 
 
@@ -189,7 +191,7 @@ def test_a_failed_zone_passes_its_failure_to_the_report():
         ip_address="127.0.0.1",
         port=53,
         fqdn="broken.test",
-        finding=findings.error(findings.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
+        finding=findings.error(findings.Code.ZONE_TRANSFER_REFUSED, "zone transfer refused"),
     )
     handler = ResolverHandler(Config(), RecordingLookup())
     out = handler.handle(ZoneSnapshot(run_id="r1", zone="broken.test", failure=failure))

@@ -60,7 +60,7 @@ class ZoneTransferError(Exception):
     ``str()`` is the whole user-facing line and never contains a secret.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: findings.Code, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -185,7 +185,7 @@ def query_serial(server: BindServer, zone: str) -> int:
             _Transient("timeout", "did not answer the SOA query in time"), server, 1, server.timeout
         ) from None
     except OSError as exc:
-        raise ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"SOA query failed: {_os_text(exc)}") from None
+        raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"SOA query failed: {_os_text(exc)}") from None
     except Exception as exc:
         raise _permanent_error(exc, server) from None
     if answer.rcode() != dns.rcode.NOERROR:
@@ -193,7 +193,7 @@ def query_serial(server: BindServer, zone: str) -> int:
     for rrset in answer.answer:
         if rrset.rdtype == dns.rdatatype.SOA and rrset.name == query.question[0].name:
             return int(rrset[0].serial)
-    raise ZoneTransferError(findings.ZONE_TRANSFER_FAILED, "server sent no SOA for the zone")
+    raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, "server sent no SOA for the zone")
 
 
 # --- one attempt ----------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def _origin(zone: str) -> dns.name.Name:
     try:
         return dns.name.from_text(zone.rstrip(".") + ".")
     except dns.exception.DNSException as exc:
-        raise ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"invalid zone name {zone!r}: {exc}") from None
+        raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"invalid zone name {zone!r}: {exc}") from None
 
 
 def _address(server: BindServer) -> str:
@@ -404,7 +404,7 @@ def _address(server: BindServer) -> str:
         return str(ipaddress.ip_address(server.server_ip.strip("[]")))
     except ValueError:
         raise ZoneTransferError(
-            findings.ZONE_TRANSFER_FAILED, f"server_ip {server.server_ip!r} is not an IP address"
+            findings.Code.ZONE_TRANSFER_FAILED, f"server_ip {server.server_ip!r} is not an IP address"
         ) from None
 
 
@@ -415,7 +415,7 @@ def _tsig(server: BindServer) -> tuple[dict[dns.name.Name, dns.tsig.Key] | None,
     try:
         secret = key.secret()
     except ConfigError as exc:
-        raise ZoneTransferError(findings.TSIG_BAD_KEY, str(exc)) from None
+        raise ZoneTransferError(findings.Code.TSIG_BAD_KEY, str(exc)) from None
     try:
         name = dns.name.from_text(key.name)
         algorithm = dns.tsig.default_algorithm.to_text() if not key.algorithm else key.algorithm
@@ -425,7 +425,7 @@ def _tsig(server: BindServer) -> tuple[dict[dns.name.Name, dns.tsig.Key] | None,
     except Exception:
         # never echo the exception: it may quote the secret
         raise ZoneTransferError(
-            findings.TSIG_BAD_KEY,
+            findings.Code.TSIG_BAD_KEY,
             f"TSIG key {key.name}: unusable (secret must be base64, algorithm one of hmac-sha256, hmac-sha512, …)",
         ) from None
     return {name: tsig}, name, algorithm
@@ -439,15 +439,17 @@ def _transient_error(exc: _Transient, server: BindServer, attempts: int, seconds
     where = server_label(server)
     if exc.kind == "timeout":
         return ZoneTransferError(
-            findings.ZONE_TRANSFER_TIMEOUT,
+            findings.Code.ZONE_TRANSFER_TIMEOUT,
             f"zone transfer timed out: {where} {exc.detail} "
             f"(timeout {server.timeout:g} s, lifetime {server.lifetime:g} s; {tries})",
         )
     if exc.kind == "refused":
         return ZoneTransferError(
-            findings.ZONE_TRANSFER_FAILED, f"zone transfer failed: nothing listens on {where} ({tries})"
+            findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: nothing listens on {where} ({tries})"
         )
-    return ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where} {exc.detail} ({tries})")
+    return ZoneTransferError(
+        findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where} {exc.detail} ({tries})"
+    )
 
 
 def _permanent_error(exc: BaseException, server: BindServer) -> ZoneTransferError:
@@ -457,48 +459,53 @@ def _permanent_error(exc: BaseException, server: BindServer) -> ZoneTransferErro
         return exc
     if isinstance(exc, dns.tsig.PeerBadKey):
         return ZoneTransferError(
-            findings.TSIG_BAD_KEY,
+            findings.Code.TSIG_BAD_KEY,
             f"TSIG key {key} rejected by {where}: unknown key, or not allowed for this zone (BADKEY)",
         )
     if isinstance(exc, dns.tsig.PeerBadSignature):
         return ZoneTransferError(
-            findings.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: wrong secret or algorithm (BADSIG)"
+            findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: wrong secret or algorithm (BADSIG)"
         )
     if isinstance(exc, dns.tsig.PeerBadTime):
-        return ZoneTransferError(findings.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: clock skew (BADTIME)")
+        return ZoneTransferError(
+            findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: clock skew (BADTIME)"
+        )
     if isinstance(exc, (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadAlgorithm)):
         return ZoneTransferError(
-            findings.TSIG_BAD_KEY, f"TSIG key {key}: answer from {where} failed verification ({type(exc).__name__})"
+            findings.Code.TSIG_BAD_KEY,
+            f"TSIG key {key}: answer from {where} failed verification ({type(exc).__name__})",
         )
     if isinstance(exc, dns.message.UnknownTSIGKey):
-        return ZoneTransferError(findings.TSIG_BAD_KEY, f"TSIG: {where} signed with a key we do not have")
+        return ZoneTransferError(findings.Code.TSIG_BAD_KEY, f"TSIG: {where} signed with a key we do not have")
     if isinstance(exc, dns.xfr.TransferError):
         rcode = dns.rcode.to_text(exc.rcode)
         if exc.rcode == dns.rcode.REFUSED:
             hint = " (no transfer ACL for us" + (", or the key is not allowed" if key else "") + ")"
-            return ZoneTransferError(findings.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: REFUSED{hint}")
+            return ZoneTransferError(
+                findings.Code.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: REFUSED{hint}"
+            )
         if exc.rcode == dns.rcode.NOTAUTH:
             if key:
                 return ZoneTransferError(
-                    findings.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where} (NOTAUTH): wrong name or secret"
+                    findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where} (NOTAUTH): wrong name or secret"
                 )
             return ZoneTransferError(
-                findings.ZONE_TRANSFER_REFUSED,
+                findings.Code.ZONE_TRANSFER_REFUSED,
                 f"zone transfer refused by {where}: NOTAUTH (transfer not allowed, or not authoritative for the zone)",
             )
         if exc.rcode == dns.rcode.NOTIMP:
-            return ZoneTransferError(findings.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: NOTIMP")
-        return ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where} answered {rcode}")
+            return ZoneTransferError(findings.Code.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: NOTIMP")
+        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where} answered {rcode}")
     if isinstance(exc, dns.exception.FormError | dns.exception.SyntaxError | struct.error):
         return ZoneTransferError(
-            findings.ZONE_TRANSFER_FAILED, f"zone transfer failed: malformed answer from {where} ({exc})"
+            findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: malformed answer from {where} ({exc})"
         )
     if isinstance(exc, OSError):
-        return ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where}: {_os_text(exc)}")
+        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where}: {_os_text(exc)}")
     if isinstance(exc, dns.exception.DNSException):
-        return ZoneTransferError(findings.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {exc}")
+        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {exc}")
     return ZoneTransferError(
-        findings.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {type(exc).__name__}: {exc}"
+        findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {type(exc).__name__}: {exc}"
     )
 
 

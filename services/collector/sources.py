@@ -28,10 +28,9 @@ from dataclasses import dataclass, field, replace
 
 from services.collector import axfr, zonefile
 from services.collector.serials import SerialStore
-from services.collector.zones_json import normalise_zone
 from shared import findings
 from shared.config import BindServer, BindSource, Config, ZoneFileSource, parse_host_port
-from shared.messages import LocatedFinding, ZoneSnapshot
+from shared.messages import LocatedFinding, ZoneSnapshot, normalise_zone
 
 log = logging.getLogger("dcc.collector")
 
@@ -179,7 +178,9 @@ def collect(config: Config, run_id: str, serials: SerialStore | None = None) -> 
 
 def collect_one(task: ZoneTask, run_id: str) -> ZoneSnapshot:
     if task.problem is not None:
-        failure = LocatedFinding(fqdn=task.zone, finding=findings.error(findings.ZONE_TRANSFER_FAILED, task.problem))
+        failure = LocatedFinding(
+            fqdn=task.zone, finding=findings.error(findings.Code.ZONE_TRANSFER_FAILED, task.problem)
+        )
         return ZoneSnapshot(run_id=run_id, zone=task.zone, failure=failure)
     if task.path is not None:
         return zonefile.snapshot(task.zone, task.path, run_id)

@@ -88,6 +88,6 @@ def snapshot(zone: str, path: str | Path, run_id: str) -> ZoneSnapshot:
     try:
         result = read_zone_file(zone, path)
     except ZoneFileError as exc:
-        failure = LocatedFinding(fqdn=zone, finding=findings.error(findings.ZONE_FILE_INVALID, str(exc)))
+        failure = LocatedFinding(fqdn=zone, finding=findings.error(findings.Code.ZONE_FILE_INVALID, str(exc)))
         return ZoneSnapshot(run_id=run_id, zone=zone, failure=failure)
     return ZoneSnapshot(run_id=run_id, zone=zone, records=result.records, serial=result.serial)

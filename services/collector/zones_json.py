@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from shared.config import ZonesJsonRecord
-from shared.messages import ZoneRecord, ZoneSnapshot
+from shared.messages import ZoneRecord, ZoneSnapshot, normalise_zone
 
 KNOWN_TYPES = ("A", "AAAA", "CNAME")
-
-
-def normalise_zone(zone: str) -> str:
-    """``Example.COM.`` → ``example.com``: zone names are compared without the root dot."""
-    return zone.strip().rstrip(".").lower()
 
 
 def snapshots_from_zones_json(run_id: str, data: Mapping[str, Sequence[ZonesJsonRecord]]) -> list[ZoneSnapshot]:

@@ -178,7 +178,7 @@ def build_report(run: _Run, *, complete: bool) -> RunReport:
         if (
             plan.findings
             and not plan.jobs
-            and any(f.finding.code.startswith(("ZONE_", "TSIG_")) for f in plan.findings)
+            and any(findings.category(f.finding.code) is findings.Category.COLLECTION for f in plan.findings)
         ):
             failed.append(zone)
     for result in run.results.values():
@@ -231,7 +231,7 @@ def _is_new(run: _Run, message: Message) -> bool:
 
 
 def _incomplete(message: str) -> Finding:
-    return findings.error(findings.RUN_INCOMPLETE, message)
+    return findings.error(findings.Code.RUN_INCOMPLETE, message)
 
 
 def _log_row(row: Row) -> None:

@@ -26,6 +26,7 @@ from shared.messages import (
     ZonePlan,
     ZoneSnapshot,
     job_id,
+    normalise_zone,
 )
 from shared.runner import PermanentError
 from shared.transport.base import REPORT, Outgoing, scan_queue
@@ -46,7 +47,7 @@ class _Zone:
 
 
 def _index(snapshot: ZoneSnapshot) -> _Zone:
-    zone = _Zone(snapshot.zone.lower().rstrip("."))
+    zone = _Zone(normalise_zone(snapshot.zone))
     for record in snapshot.records:
         owner = absolute(record.name, zone.name)
         if record.type == "CNAME":
@@ -57,7 +58,7 @@ def _index(snapshot: ZoneSnapshot) -> _Zone:
         except ValueError:
             zone.invalid.append(
                 _name_finding(
-                    owner, findings.INVALID_RECORD, f"{record.type} record has invalid address {record.target!r}"
+                    owner, findings.Code.INVALID_RECORD, f"{record.type} record has invalid address {record.target!r}"
                 )
             )
             continue
@@ -65,7 +66,7 @@ def _index(snapshot: ZoneSnapshot) -> _Zone:
             zone.invalid.append(
                 _name_finding(
                     owner,
-                    findings.INVALID_RECORD,
+                    findings.Code.INVALID_RECORD,
                     f"{record.type} record has a v{address.version} address {record.target}",
                 )
             )
@@ -74,7 +75,7 @@ def _index(snapshot: ZoneSnapshot) -> _Zone:
     return zone
 
 
-def _name_finding(fqdn: str, code: str, message: str) -> LocatedFinding:
+def _name_finding(fqdn: str, code: findings.Code, message: str) -> LocatedFinding:
     return LocatedFinding(fqdn=fqdn, finding=findings.error(code, message))
 
 
@@ -127,7 +128,7 @@ class ResolverHandler:
                                 ip_address=address,
                                 port=port,
                                 fqdn=fqdn,
-                                finding=findings.error(findings.NO_SEGMENT, f"no network segment scans {address}"),
+                                finding=findings.error(findings.Code.NO_SEGMENT, f"no network segment scans {address}"),
                             )
                         )
                         continue
@@ -168,10 +169,10 @@ class ResolverHandler:
                 target = zone.cnames[name]
                 if target in chain:
                     path = " -> ".join(chain + [target])
-                    return [], _name_finding(owner, findings.CNAME_LOOP, f"CNAME loop: {path}")
+                    return [], _name_finding(owner, findings.Code.CNAME_LOOP, f"CNAME loop: {path}")
                 if len(chain) > MAX_CNAME_DEPTH:
                     return [], _name_finding(
-                        owner, findings.CNAME_TOO_DEEP, f"CNAME chain longer than {MAX_CNAME_DEPTH}: {owner}"
+                        owner, findings.Code.CNAME_TOO_DEEP, f"CNAME chain longer than {MAX_CNAME_DEPTH}: {owner}"
                     )
                 chain.append(target)
                 name = target
@@ -187,7 +188,7 @@ class ResolverHandler:
                 if name == owner:  # an owner with no A/AAAA/CNAME of its own cannot reach here
                     return [], None
                 return [], _name_finding(
-                    owner, findings.DANGLING_CNAME, f"CNAME target {name} does not exist in zone {zone.name}"
+                    owner, findings.Code.DANGLING_CNAME, f"CNAME target {name} does not exist in zone {zone.name}"
                 )
             answer = cache.get(name)
             if answer is None:
@@ -195,9 +196,9 @@ class ResolverHandler:
             if answer.addresses:
                 return list(answer.addresses), None
             if answer.nxdomain:
-                return [], _name_finding(owner, findings.DANGLING_CNAME, f"CNAME target {name} does not exist")
+                return [], _name_finding(owner, findings.Code.DANGLING_CNAME, f"CNAME target {name} does not exist")
             reason = answer.error or f"{name} has no A or AAAA records"
-            code = findings.LOOKUP_FAILED if answer.error else findings.DANGLING_CNAME
+            code = findings.Code.LOOKUP_FAILED if answer.error else findings.Code.DANGLING_CNAME
             return [], _name_finding(owner, code, f"cannot resolve CNAME target {name}: {reason}")
 
 

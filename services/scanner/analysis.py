@@ -25,13 +25,13 @@ from shared.messages import CertificateFacts, Finding
 
 # OpenSSL X509_V_ERR_* codes and our finding codes (the wording is OpenSSL's, see verdict_for_code).
 OPENSSL_CODES = {
-    2: findings.MISSING_ISSUER,  # unable to get issuer certificate
-    9: findings.CERT_NOT_YET_VALID,
-    10: findings.CERT_EXPIRED,
-    18: findings.SELF_SIGNED,
-    19: findings.UNTRUSTED_ROOT,
-    20: findings.MISSING_ISSUER,  # unable to get local issuer certificate
-    21: findings.MISSING_ISSUER,  # unable to verify the first certificate
+    2: findings.Code.MISSING_ISSUER,  # unable to get issuer certificate
+    9: findings.Code.CERT_NOT_YET_VALID,
+    10: findings.Code.CERT_EXPIRED,
+    18: findings.Code.SELF_SIGNED,
+    19: findings.Code.UNTRUSTED_ROOT,
+    20: findings.Code.MISSING_ISSUER,  # unable to get local issuer certificate
+    21: findings.Code.MISSING_ISSUER,  # unable to verify the first certificate
 }
 # Errors meaning "no path to an anchor of this store"; any other verdict means the chain reached one.
 UNANCHORED_CODES = frozenset({2, 18, 19, 20, 21})
@@ -60,7 +60,7 @@ def verdict_for_code(store: str, code: int, wording: str) -> StoreVerdict:
     """A store's verdict from an OpenSSL verify error (``wording`` = X509_verify_cert_error_string)."""
     return StoreVerdict(
         store=store,
-        finding=findings.error(OPENSSL_CODES.get(code, findings.CERT_INVALID), wording),
+        finding=findings.error(OPENSSL_CODES.get(code, findings.Code.CERT_INVALID), wording),
         anchored=code not in UNANCHORED_CODES,
     )
 
@@ -151,9 +151,9 @@ def analyse(deployments: Sequence[Deployment], sni: str, threshold_s: int, now: 
         leaf = deployment.received_chain[0]
         errors += trust_findings(deployment.verdicts, deployment.custom)
         if not hostname_matches(leaf, sni):
-            errors.append(findings.error(findings.HOSTNAME_MISMATCH))
+            errors.append(findings.error(findings.Code.HOSTNAME_MISMATCH))
         if deployment.valid_order is False:
-            errors.append(findings.error(findings.CHAIN_ORDER))
+            errors.append(findings.error(findings.Code.CHAIN_ORDER))
         warnings += expiry_warnings(deployment.received_chain, threshold_s, now)
     return _unique(errors) if errors else _unique(warnings)
 

@@ -55,7 +55,7 @@ def _store_verdict(result: PathValidationResult, chain_pem: Sequence[str], hostn
         return verdict
     # OpenSSL accepts it, cryptography does not (its RFC 5280 profile is stricter): say why.
     reason = (result.validation_error or "rejected").split("\n")[0]
-    failure: Finding = findings.error(findings.CERT_INVALID, f"certificate rejected: {reason}")
+    failure: Finding = findings.error(findings.Code.CERT_INVALID, f"certificate rejected: {reason}")
     return StoreVerdict(store=store.name, finding=failure, anchored=True)
 
 

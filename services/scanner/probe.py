@@ -57,23 +57,23 @@ def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None
         try:
             sock.connect((ip, port))
         except ConnectionRefusedError:
-            return findings.error(findings.CONNECT_REFUSED, REFUSED)
+            return findings.error(findings.Code.CONNECT_REFUSED, REFUSED)
         except TimeoutError:
-            return findings.error(findings.CONNECT_TIMEOUT, CONNECT_TIMED_OUT)
+            return findings.error(findings.Code.CONNECT_TIMEOUT, CONNECT_TIMED_OUT)
         except OSError as exc:
-            return findings.error(findings.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
+            return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
         try:
             sock.sendall(_client_hello(sni))
             sock.settimeout(max(0.001, deadline - time.monotonic()))
             head = sock.recv(5)
         except TimeoutError:
-            return findings.error(findings.CONNECT_TIMEOUT, HANDSHAKE_TIMED_OUT)
+            return findings.error(findings.Code.CONNECT_TIMEOUT, HANDSHAKE_TIMED_OUT)
         except ConnectionResetError:
-            return findings.error(findings.TLS_HANDSHAKE_FAILED, RESET)
+            return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, RESET)
         except OSError as exc:
-            return findings.error(findings.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
+            return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
     if not head:
-        return findings.error(findings.TLS_HANDSHAKE_FAILED, CLOSED)
+        return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)
     if head[0] in _TLS_RECORD_TYPES and (len(head) < 2 or head[1] == 3):
         return None  # a TLS record (even an alert): SSLyze tries more than our one hello
-    return findings.error(findings.TLS_HANDSHAKE_FAILED, PLAINTEXT)
+    return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, PLAINTEXT)

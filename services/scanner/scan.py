@@ -116,27 +116,27 @@ def target_problem(target: Target) -> Finding | None:
     try:
         ipaddress.ip_address(target.ip)
     except ValueError:
-        return findings.error(findings.SCAN_ERROR, f"cannot scan: {target.ip!r} is not an IP address")
+        return findings.error(findings.Code.SCAN_ERROR, f"cannot scan: {target.ip!r} is not an IP address")
     if not 0 < target.port < 65536:
-        return findings.error(findings.SCAN_ERROR, f"cannot scan: {target.port} is not a TCP port")
+        return findings.error(findings.Code.SCAN_ERROR, f"cannot scan: {target.port} is not a TCP port")
     name = target.sni.rstrip(".")
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        return findings.error(findings.SCAN_ERROR, f"cannot scan with SNI {target.sni!r}: not a host name")
+        return findings.error(findings.Code.SCAN_ERROR, f"cannot scan with SNI {target.sni!r}: not a host name")
     return None
 
 
 def connection_failure(exc: ConnectionToServerFailed) -> Finding:
     """SSLyze's connection errors as findings that name the cause."""
     if isinstance(exc, ConnectionToServerTimedOut):
-        return findings.error(findings.CONNECT_TIMEOUT, probing.CONNECT_TIMED_OUT)
+        return findings.error(findings.Code.CONNECT_TIMEOUT, probing.CONNECT_TIMED_OUT)
     if isinstance(exc, TlsHandshakeTimedOut):
-        return findings.error(findings.CONNECT_TIMEOUT, probing.HANDSHAKE_TIMED_OUT)
+        return findings.error(findings.Code.CONNECT_TIMEOUT, probing.HANDSHAKE_TIMED_OUT)
     if isinstance(exc, ServerRejectedConnection):
-        return findings.error(findings.CONNECT_REFUSED, probing.REFUSED)
+        return findings.error(findings.Code.CONNECT_REFUSED, probing.REFUSED)
     if isinstance(exc, TlsHandshakeFailed):
-        return findings.error(findings.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {exc.error_message}")
-    return findings.error(findings.CONNECT_ERROR, f"connection failed: {exc.error_message}")
+        return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {exc.error_message}")
+    return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.error_message}")
 
 
 class _Address:
@@ -334,7 +334,7 @@ class Engine:
 
     def _timed_out(self, scanned_at: datetime) -> Outcome:
         limit = self.settings.scan_timeout
-        finding = findings.error(findings.SCAN_TIMEOUT, f"scan did not finish within {limit:g}s")
+        finding = findings.error(findings.Code.SCAN_TIMEOUT, f"scan did not finish within {limit:g}s")
         return Outcome([finding], scanned_at, limit)
 
     def _start(
@@ -370,7 +370,7 @@ class Engine:
             found = self._timed_out(scanned_at).findings
         except Exception as exc:  # a bug here or in sslyze must become a row, not a lost endpoint
             log.exception("scanning %s failed", target)
-            found = [findings.error(findings.SCAN_ERROR, f"scan failed: {type(exc).__name__}: {exc}")]
+            found = [findings.error(findings.Code.SCAN_ERROR, f"scan failed: {type(exc).__name__}: {exc}")]
         finally:
             lease.close()  # the next endpoint of this address may start (once this one's connections end)
         done.put((index, Outcome(found, scanned_at, time.monotonic() - start, certificate)))

@@ -64,8 +64,7 @@ from tenacity import (
 from shared.config import ConfigError
 from shared.logging import redact
 from shared.messages import Message, encode
-from shared.runner import ConnectionLost
-from shared.transport.base import Consumer, Delivery, Outgoing, Transport, TransportError
+from shared.transport.base import ConnectionLost, Consumer, Delivery, Outgoing, Transport, TransportError
 
 log = logging.getLogger("dcc.amqp")
 

@@ -34,6 +34,10 @@ class TransportError(RuntimeError):
     """The transport could not do what was asked (no route, broker gone past all retries)."""
 
 
+class ConnectionLost(TransportError):
+    """The broker went away mid-work; an unsettled delivery will come back by itself."""
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message a handler wants sent, and where."""

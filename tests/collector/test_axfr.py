@@ -90,7 +90,7 @@ def test_tsig_wrong_secret_fails_clearly_without_leaking_it(knot: KnotServer, mo
     server = BindServer(knot.address, knot.port, tsig_key=TsigKey(name=knot.tsig_name, secret_env="DCC_WRONG_SECRET"))
     started = time.monotonic()
     error = _fails(server, "secret.test")
-    assert error.code == findings.TSIG_BAD_KEY
+    assert error.code == findings.Code.TSIG_BAD_KEY
     assert knot.tsig_name in error.message and "BADSIG" in error.message
     assert wrong not in error.message and knot.tsig_secret not in error.message
     assert time.monotonic() - started < 1.5  # permanent: not retried
@@ -101,7 +101,7 @@ def test_tsig_unknown_key_name(knot: KnotServer) -> None:
 
     server = BindServer(knot.address, knot.port, tsig_key=TsigKey(name="nobody-knows", secret_env=SECRET_ENV))
     error = _fails(server, "secret.test")
-    assert error.code == findings.TSIG_BAD_KEY
+    assert error.code == findings.Code.TSIG_BAD_KEY
     assert "nobody-knows" in error.message
 
 
@@ -111,32 +111,32 @@ def test_tsig_secret_that_is_not_base64_is_a_bad_key_and_not_echoed(
     monkeypatch.setenv("DCC_JUNK_SECRET", "not base64 at all!")
     junk = TsigKey(name=knot.tsig_name, secret_env="DCC_JUNK_SECRET")
     error = _fails(BindServer(knot.address, knot.port, tsig_key=junk), "secret.test")
-    assert error.code == findings.TSIG_BAD_KEY
+    assert error.code == findings.Code.TSIG_BAD_KEY
     assert "unusable" in error.message and "not base64 at all" not in error.message
     from tests.collector.conftest import SECRET_ENV
 
     odd = TsigKey(name=knot.tsig_name, algorithm="hmac-nonsense", secret_env=SECRET_ENV)
     error = _fails(BindServer(knot.address, knot.port, tsig_key=odd), "secret.test")
-    assert error.code == findings.TSIG_BAD_KEY and "unusable" in error.message
+    assert error.code == findings.Code.TSIG_BAD_KEY and "unusable" in error.message
     assert knot.tsig_secret not in error.message
 
 
 def test_tsig_secret_missing_names_the_variable(knot: KnotServer) -> None:
     server = BindServer(knot.address, knot.port, tsig_key=TsigKey(name="k", secret_env="DCC_UNSET_VARIABLE_XYZ"))
     error = _fails(server, "secret.test")
-    assert error.code == findings.TSIG_BAD_KEY
+    assert error.code == findings.Code.TSIG_BAD_KEY
     assert "DCC_UNSET_VARIABLE_XYZ" in error.message
 
 
 def test_tsig_zone_without_a_key_is_refused(bind: BindServer) -> None:
-    assert _fails(bind, "secret.test").code == findings.ZONE_TRANSFER_REFUSED
+    assert _fails(bind, "secret.test").code == findings.Code.ZONE_TRANSFER_REFUSED
 
 
 @pytest.mark.parametrize("zone", ["refused.test", "not-served.test"])
 def test_refused_and_unknown_zones(bind: BindServer, zone: str) -> None:
     started = time.monotonic()
     error = _fails(bind, zone)
-    assert error.code == findings.ZONE_TRANSFER_REFUSED
+    assert error.code == findings.Code.ZONE_TRANSFER_REFUSED
     assert f"{bind.server_ip}:{bind.server_port}" in error.message
     assert time.monotonic() - started < 1.5  # permanent: not retried
 
@@ -150,7 +150,7 @@ def test_snapshot_carries_the_failure_located_at_the_server(bind: BindServer) ->
         bind.server_port,
         "refused.test",
     )
-    assert snap.failure.finding.code == findings.ZONE_TRANSFER_REFUSED
+    assert snap.failure.finding.code == findings.Code.ZONE_TRANSFER_REFUSED
     assert snap.failure.finding.status == "error"
     assert snap.failure.finding.message.startswith("zone transfer refused")
 
@@ -161,7 +161,7 @@ def test_server_that_never_answers_times_out_within_the_bound() -> None:
         started = time.monotonic()
         error = _fails(server, "small.test")
         elapsed = time.monotonic() - started
-    assert error.code == findings.ZONE_TRANSFER_TIMEOUT
+    assert error.code == findings.Code.ZONE_TRANSFER_TIMEOUT
     assert "2 attempts" in error.message
     assert len(seen) == 2  # the timeout was retried once
     # two waits of 0.5 s plus one short backoff
@@ -174,7 +174,7 @@ def test_lifetime_bounds_the_whole_transfer_including_retries() -> None:
         started = time.monotonic()
         error = _fails(server, "small.test")
         elapsed = time.monotonic() - started
-    assert error.code == findings.ZONE_TRANSFER_TIMEOUT
+    assert error.code == findings.Code.ZONE_TRANSFER_TIMEOUT
     assert 0.9 <= elapsed < 1.6
 
 
@@ -182,7 +182,7 @@ def test_nothing_listening_fails_fast() -> None:
     server = BindServer("127.0.0.1", fakes.closed_port(), timeout=2.0, lifetime=10.0, retries=2)
     started = time.monotonic()
     error = _fails(server, "small.test")
-    assert error.code == findings.ZONE_TRANSFER_FAILED
+    assert error.code == findings.Code.ZONE_TRANSFER_FAILED
     assert "nothing listens" in error.message
     assert time.monotonic() - started < 2.0
 
@@ -199,7 +199,7 @@ def test_eof_every_time_is_a_clear_failure(knot: KnotServer) -> None:
     behaviour = fakes.hang_up_then_proxy((knot.address, knot.port), hang_ups=10)
     with fakes.tcp_server(behaviour) as (ip, port, seen):
         error = _fails(BindServer(ip, port, timeout=2.0, lifetime=30.0, retries=2), "small.test")
-    assert error.code == findings.ZONE_TRANSFER_FAILED
+    assert error.code == findings.Code.ZONE_TRANSFER_FAILED
     assert "EOF" in error.message and "3 attempts" in error.message
     assert len(seen) == 3
 
@@ -207,7 +207,7 @@ def test_eof_every_time_is_a_clear_failure(knot: KnotServer) -> None:
 def test_malformed_answer_is_a_failure_without_retry() -> None:
     with fakes.tcp_server(fakes.garbage) as (ip, port, seen):
         error = _fails(BindServer(ip, port, timeout=2.0, lifetime=10.0, retries=3), "small.test")
-    assert error.code == findings.ZONE_TRANSFER_FAILED
+    assert error.code == findings.Code.ZONE_TRANSFER_FAILED
     assert "malformed" in error.message
     assert len(seen) == 1
 

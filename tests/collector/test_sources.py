@@ -74,10 +74,10 @@ def test_one_failing_zone_does_not_stop_the_others(
     assert list(snaps) == sources.zone_names(config)
     failed = {zone: s.failure.finding.code for zone, s in snaps.items() if s.failure}
     assert failed == {
-        "refused.test": findings.ZONE_TRANSFER_REFUSED,
-        "secret.test": findings.ZONE_TRANSFER_REFUSED,
-        "not-served.test": findings.ZONE_TRANSFER_REFUSED,
-        "broken.test": findings.ZONE_FILE_INVALID,
+        "refused.test": findings.Code.ZONE_TRANSFER_REFUSED,
+        "secret.test": findings.Code.ZONE_TRANSFER_REFUSED,
+        "not-served.test": findings.Code.ZONE_TRANSFER_REFUSED,
+        "broken.test": findings.Code.ZONE_FILE_INVALID,
     }
     assert len(snaps["bulk.test"].records) > 10_000
     assert snaps["small.test"].records and snaps["also.test"].records and snaps["files.test"].records
@@ -267,5 +267,5 @@ def test_failed_zone_is_not_recorded_and_is_tried_again(
     counting = Counting(monkeypatch)
     snaps = list(sources.collect_tasks(plan.collect, "r2", again))
     assert counting.calls == {"refused.test": 1}
-    assert snaps[0].failure is not None and snaps[0].failure.finding.code == findings.ZONE_TRANSFER_REFUSED
+    assert snaps[0].failure is not None and snaps[0].failure.finding.code == findings.Code.ZONE_TRANSFER_REFUSED
     assert snaps[1].failure is None and snaps[1].records

@@ -33,7 +33,7 @@ def test_broken_zone_file_is_a_finding_naming_file_and_line(tmp_path: Path) -> N
     snap = zonefile.snapshot("broken.test", path, "run-1")
     assert snap.records == []
     assert snap.failure is not None
-    assert snap.failure.finding.code == findings.ZONE_FILE_INVALID
+    assert snap.failure.finding.code == findings.Code.ZONE_FILE_INVALID
     assert snap.failure.fqdn == "broken.test"
     assert str(path) in snap.failure.finding.message
     assert "line 5" in snap.failure.finding.message or "line 4" in snap.failure.finding.message
@@ -42,7 +42,7 @@ def test_broken_zone_file_is_a_finding_naming_file_and_line(tmp_path: Path) -> N
 def test_missing_zone_file(tmp_path: Path) -> None:
     snap = zonefile.snapshot("gone.test", tmp_path / "nope.zone", "run-1")
     assert snap.failure is not None
-    assert snap.failure.finding.code == findings.ZONE_FILE_INVALID
+    assert snap.failure.finding.code == findings.Code.ZONE_FILE_INVALID
     assert "cannot read" in snap.failure.finding.message
 
 

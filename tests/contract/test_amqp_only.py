@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from shared.messages import ScanResult, decode
-from shared.runner import ConnectionLost, ServeOptions, serve
+from shared.runner import ServeOptions, serve
 from shared.transport.amqp import REDELIVERIES_HEADER, RETURNED_HEADER, AmqpTransport
-from shared.transport.base import Consumer, Delivery, Outgoing, TransportError
+from shared.transport.base import ConnectionLost, Consumer, Delivery, Outgoing, TransportError
 from tests.distributed.broker import close_connections_named
 
 from .conftest import Harness, amqp_url, new_amqp

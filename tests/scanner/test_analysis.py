@@ -49,22 +49,28 @@ def all_fail(code: int, wording: str) -> list[StoreVerdict]:
 
 
 def test_openssl_codes_map_to_our_codes_with_openssl_wording() -> None:
-    assert verdict_for_code("Mozilla", 10, "certificate has expired").finding == findings.error(findings.CERT_EXPIRED)
-    assert verdict_for_code("Mozilla", 9, "certificate is not yet valid").finding == findings.error(
-        findings.CERT_NOT_YET_VALID
+    assert verdict_for_code("Mozilla", 10, "certificate has expired").finding == findings.error(
+        findings.Code.CERT_EXPIRED
     )
-    assert verdict_for_code("Mozilla", 18, "self signed certificate").finding == findings.error(findings.SELF_SIGNED)
+    assert verdict_for_code("Mozilla", 9, "certificate is not yet valid").finding == findings.error(
+        findings.Code.CERT_NOT_YET_VALID
+    )
+    assert verdict_for_code("Mozilla", 18, "self signed certificate").finding == findings.error(
+        findings.Code.SELF_SIGNED
+    )
     untrusted = verdict_for_code("Mozilla", 19, "self signed certificate in certificate chain")
-    assert untrusted.finding == findings.error(findings.UNTRUSTED_ROOT) and not untrusted.anchored
+    assert untrusted.finding == findings.error(findings.Code.UNTRUSTED_ROOT) and not untrusted.anchored
     missing = verdict_for_code("Mozilla", 20, "unable to get local issuer certificate")
-    assert missing.finding == findings.error(findings.MISSING_ISSUER) and not missing.anchored
+    assert missing.finding == findings.error(findings.Code.MISSING_ISSUER) and not missing.anchored
     other = verdict_for_code("Mozilla", 7, "certificate signature failure")
-    assert other.finding == findings.error(findings.CERT_INVALID, "certificate signature failure") and other.anchored
+    assert (
+        other.finding == findings.error(findings.Code.CERT_INVALID, "certificate signature failure") and other.anchored
+    )
 
 
 def test_stores_that_agree_give_one_row_in_openssl_wording() -> None:
     rows = trust_findings(all_fail(20, "unable to get local issuer certificate"))
-    assert code_and_message(rows) == [(findings.MISSING_ISSUER, "unable to get local issuer certificate")]
+    assert code_and_message(rows) == [(findings.Code.MISSING_ISSUER, "unable to get local issuer certificate")]
 
 
 def test_stores_that_disagree_give_one_row_per_failing_store() -> None:
@@ -74,8 +80,8 @@ def test_stores_that_disagree_give_one_row_per_failing_store() -> None:
     ]
     rows = trust_findings(verdicts)
     assert code_and_message(rows) == [
-        (findings.TRUST_STORE_DISAGREEMENT, "Mozilla - certificate has expired"),
-        (findings.TRUST_STORE_DISAGREEMENT, "Windows - unable to get local issuer certificate"),
+        (findings.Code.TRUST_STORE_DISAGREEMENT, "Mozilla - certificate has expired"),
+        (findings.Code.TRUST_STORE_DISAGREEMENT, "Windows - unable to get local issuer certificate"),
     ]
 
 
@@ -89,7 +95,9 @@ def test_a_chain_anchored_in_the_custom_ca_is_judged_by_it_alone() -> None:
     public = all_fail(20, "unable to get local issuer certificate")
     assert trust_findings(public, StoreVerdict("Supplied CA file")) == []
     expired = verdict_for_code("Supplied CA file", 10, "certificate has expired")
-    assert code_and_message(trust_findings(public, expired)) == [(findings.CERT_EXPIRED, "certificate has expired")]
+    assert code_and_message(trust_findings(public, expired)) == [
+        (findings.Code.CERT_EXPIRED, "certificate has expired")
+    ]
 
 
 def test_a_chain_foreign_to_the_custom_ca_is_judged_by_the_public_stores() -> None:
@@ -97,7 +105,7 @@ def test_a_chain_foreign_to_the_custom_ca_is_judged_by_the_public_stores() -> No
     assert trust_findings([StoreVerdict(s) for s in STORES], foreign) == []  # publicly trusted: no noise
     self_signed = all_fail(18, "self signed certificate")
     assert code_and_message(trust_findings(self_signed, verdict_for_code("Supplied CA file", 18, "x"))) == [
-        (findings.SELF_SIGNED, "self signed certificate")
+        (findings.Code.SELF_SIGNED, "self signed certificate")
     ]
 
 
@@ -105,13 +113,13 @@ def test_warnings_only_when_the_endpoint_has_no_errors(pki: Authority) -> None:
     soon = pki.leaf("a.lab.test", start_days=-80, days=90).cert
     trusted = [StoreVerdict(s) for s in STORES]
     healthy = Deployment(received_chain=[soon], verdicts=trusted)
-    assert [f.code for f in analyse([healthy], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.CERT_EXPIRING]
+    assert [f.code for f in analyse([healthy], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.Code.CERT_EXPIRING]
     # the same chain served under another name: the mismatch is an error, so no warning
     assert code_and_message(analyse([healthy], "b.lab.test", THIRTY_DAYS, NOW)) == [
-        (findings.HOSTNAME_MISMATCH, "subject does not match hostname")
+        (findings.Code.HOSTNAME_MISMATCH, "subject does not match hostname")
     ]
     misordered = Deployment(received_chain=[soon], verdicts=trusted, valid_order=False)
-    assert [f.code for f in analyse([misordered], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.CHAIN_ORDER]
+    assert [f.code for f in analyse([misordered], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.Code.CHAIN_ORDER]
 
 
 def test_expiry_is_compared_in_utc_at_the_exact_threshold(pki: Authority) -> None:
@@ -181,7 +189,7 @@ def test_every_lab_chain_analysed_offline_gives_its_expected_findings(case: str,
 
 def test_targets_sslyze_must_not_see_are_scan_errors() -> None:
     wildcard = target_problem(Target("127.0.0.1", 443, "*.lab.test"))
-    assert wildcard is not None and wildcard.code == findings.SCAN_ERROR and "*.lab.test" in wildcard.message
+    assert wildcard is not None and wildcard.code == findings.Code.SCAN_ERROR and "*.lab.test" in wildcard.message
     no_ip = target_problem(Target("", 443, "a.lab.test"))  # sslyze would resolve the name itself
-    assert no_ip is not None and no_ip.code == findings.SCAN_ERROR
+    assert no_ip is not None and no_ip.code == findings.Code.SCAN_ERROR
     assert target_problem(Target("::1", 443, "a.lab.test.")) is None

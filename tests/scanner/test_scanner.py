@@ -68,7 +68,9 @@ def test_every_lab_endpoint_gets_exactly_its_expected_findings(lab: Lab, handler
         )
         got = tuple((f.code, f.message) for f in result.findings)
         assert got == endpoint.expected, endpoint.case
-        assert all(f.status == ("warning" if f.code == findings.CERT_EXPIRING else "error") for f in result.findings)
+        assert all(
+            f.status == ("warning" if f.code == findings.Code.CERT_EXPIRING else "error") for f in result.findings
+        )
         assert result.scanned_at.tzinfo is not None and result.scanned_at <= datetime.now(UTC)
     healthy = [e for e in lab.endpoints if not e.expected]
     assert {e.case for e in healthy} == {"valid", "valid6"}
@@ -90,11 +92,11 @@ def test_a_silent_endpoint_costs_about_one_timeout_and_delays_nobody(lab: Lab, h
     hung, valid, refused = lab.endpoint("hung"), lab.endpoint("valid"), lab.endpoint("refused")
     results = run_batch(handler, [scan_job(hung), scan_job(valid), scan_job(refused)])
     hung_result, hung_at = results[0]
-    assert [f.code for f in hung_result.findings] == [findings.CONNECT_TIMEOUT]
+    assert [f.code for f in hung_result.findings] == [findings.Code.CONNECT_TIMEOUT]
     assert hung_at < 3 * NETWORK_TIMEOUT and hung_result.duration_s < 3 * NETWORK_TIMEOUT
     # the others come out as soon as they are done, not after the silent one
     assert results[1][1] < hung_at and results[2][1] < hung_at
-    assert results[1][0].findings == [] and [f.code for f in results[2][0].findings] == [findings.CONNECT_REFUSED]
+    assert results[1][0].findings == [] and [f.code for f in results[2][0].findings] == [findings.Code.CONNECT_REFUSED]
 
 
 def test_the_name_scanned_is_the_sni_and_the_row_keeps_the_fqdn(lab: Lab, handler: ScannerHandler) -> None:
@@ -104,10 +106,10 @@ def test_the_name_scanned_is_the_sni_and_the_row_keeps_the_fqdn(lab: Lab, handle
     synthetic = scan_job(valid, sni="dcc-wildcard-probe.lab.test", fqdn="*.lab.test")
     results = run_batch(handler, [wildcard, other_name, synthetic])
     (error,) = results[0][0].findings
-    assert error.code == findings.SCAN_ERROR and "*.lab.test" in error.message
-    assert [f.code for f in results[1][0].findings] == [findings.HOSTNAME_MISMATCH]
+    assert error.code == findings.Code.SCAN_ERROR and "*.lab.test" in error.message
+    assert [f.code for f in results[1][0].findings] == [findings.Code.HOSTNAME_MISMATCH]
     assert results[2][0].fqdn == "*.lab.test"
-    assert [f.code for f in results[2][0].findings] == [findings.HOSTNAME_MISMATCH]
+    assert [f.code for f in results[2][0].findings] == [findings.Code.HOSTNAME_MISMATCH]
 
 
 def test_without_the_custom_ca_a_private_chain_is_one_untrusted_row(lab: Lab) -> None:
@@ -117,9 +119,9 @@ def test_without_the_custom_ca_a_private_chain_is_one_untrusted_row(lab: Lab) ->
     finally:
         handler.close()
     assert [(f.code, f.message) for f in results[0][0].findings] == [
-        (findings.MISSING_ISSUER, "unable to get local issuer certificate")
+        (findings.Code.MISSING_ISSUER, "unable to get local issuer certificate")
     ]
-    assert [f.code for f in results[1][0].findings] == [findings.UNTRUSTED_ROOT]
+    assert [f.code for f in results[1][0].findings] == [findings.Code.UNTRUSTED_ROOT]
 
 
 def test_connections_per_address_stay_within_the_limit(lab: Lab) -> None:
@@ -153,7 +155,7 @@ def test_silent_endpoints_are_probed_within_the_per_address_limit() -> None:
             elapsed = time.monotonic() - start
         finally:
             handler.close()
-    assert all([f.code for f in r.findings] == [findings.CONNECT_TIMEOUT] for r, _ in results.values())
+    assert all([f.code for f in r.findings] == [findings.Code.CONNECT_TIMEOUT] for r, _ in results.values())
     assert elapsed >= 3 * timeout * 0.9
     assert 1 <= silent.peak <= 2 and silent.accepted == 6
 
@@ -231,7 +233,7 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
         release.set()
         engine.close()
     assert [(f.code, f.message) for f in outcome.findings] == [
-        (findings.SCAN_TIMEOUT, "scan did not finish within 0.5s")
+        (findings.Code.SCAN_TIMEOUT, "scan did not finish within 0.5s")
     ]
     assert elapsed < 2.0
 
@@ -247,7 +249,9 @@ def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch
         outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
     finally:
         engine.close()
-    assert [(f.code, f.message) for f in outcome.findings] == [(findings.SCAN_ERROR, "scan failed: RuntimeError: boom")]
+    assert [(f.code, f.message) for f in outcome.findings] == [
+        (findings.Code.SCAN_ERROR, "scan failed: RuntimeError: boom")
+    ]
 
 
 def test_probe_names_a_server_that_hangs_up() -> None:
@@ -265,7 +269,7 @@ def test_probe_names_a_server_that_hangs_up() -> None:
         thread.start()
         failure = probe("127.0.0.1", port, "x.lab.test", 2.0)
         thread.join()
-    assert failure is not None and (failure.code, failure.message) == (findings.TLS_HANDSHAKE_FAILED, CLOSED)
+    assert failure is not None and (failure.code, failure.message) == (findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)
 
 
 def test_a_message_that_is_not_a_scan_job_is_permanent(handler: ScannerHandler) -> None:
