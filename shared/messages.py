@@ -144,6 +144,7 @@ class ScanResult(_Msg, tag="scan_result.v1", frozen=True):
     scanned_at: datetime
     duration_s: float = 0.0
     certificate: CertificateFacts | None = None
+    segment: str = ""  # the network segment that scanned it (metrics, alert labels)
 
 
 def result_for(
@@ -165,6 +166,7 @@ def result_for(
         scanned_at=scanned_at,
         duration_s=duration_s,
         certificate=certificate,
+        segment=job.segment,
     )
 
 

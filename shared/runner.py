@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
@@ -33,27 +32,40 @@ class PermanentError(Exception):
     """This message can never be handled: dead-letter it, do not retry."""
 
 
-class Handler(Protocol):
-    def handle(self, message: Message) -> list[Outgoing]: ...
+class Handler:
+    """What ``serve`` runs: one class every stage's handler derives from, so the runner never probes.
 
+    Override ``handle`` (one message at a time) or ``handle_batch`` (several at once, results in
+    any order); the other is derived from it. ``tick`` is called about every ``tick_interval``
+    seconds on a worker (deadlines, flushes); ``close`` once, when ``serve`` returns.
+    """
 
-class BatchHandler(Protocol):
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.handle is Handler.handle and cls.handle_batch is Handler.handle_batch:
+            raise TypeError(f"{cls.__name__} must override handle or handle_batch")
+
+    def handle(self, message: Message) -> list[Outgoing]:
+        """The outputs of one message (default: a batch of one)."""
+        return [out for _, outputs in self.handle_batch([message]) for out in outputs]
+
     def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
-        """Yield ``(index, outputs)`` for each input as soon as it is done, in any order."""
-        ...
+        """Yield ``(index, outputs)`` for each input as soon as it is done (default: one by one)."""
+        for index, message in enumerate(messages):
+            yield index, self.handle(message)
 
-
-@runtime_checkable
-class Ticking(Protocol):
     def tick(self) -> list[Outgoing]:
-        """Called about every ``tick_interval`` seconds on a worker (deadlines, flushes)."""
-        ...
+        """Periodic work; nothing by default."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most handlers hold nothing to release
+        """Release what the handler holds (engines, files); called once by ``serve``."""
 
 
 @dataclass
 class ServeOptions:
     workers: int = 1  # concurrent handler calls (batches)
-    batch_size: int = 1  # >1 only for a BatchHandler
+    batch_size: int = 1  # >1: the handler's handle_batch gets up to this many at once
     batch_linger: float = 0.05  # wait this long to fill a batch once its first message is in
     prefetch: int | None = None  # default: workers × batch_size × 2
     attempts: int = 3  # tries of a failing message before it is dead-lettered
@@ -62,79 +74,151 @@ class ServeOptions:
     poll: float = 0.2
 
 
-class _Work:
-    """A batch of decoded deliveries handed to one worker."""
-
-    def __init__(self, items: list[tuple[Delivery, Message]]) -> None:
-        self.items = items
-
-
 def serve(
     transport: Transport,
     queue: str,
-    handler: Handler | BatchHandler,
+    handler: Handler,
     stop: threading.Event,
     options: ServeOptions | None = None,
 ) -> None:
-    """Consume ``queue`` until ``stop`` is set, then finish in-flight work and return."""
-    opts = options or ServeOptions()
-    prefetch = opts.prefetch or max(1, opts.workers * opts.batch_size * 2)
-    consumer = transport.consumer(queue, prefetch)
-    pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=f"dcc-{queue}")
-    slots = threading.Semaphore(opts.workers)
-    in_flight: set[Future[None]] = set()
-    pending: deque[tuple[Delivery, Message]] = deque()
-    next_tick = time.monotonic() + opts.tick_interval
-    batch_started: float | None = None
-
-    def settled(future: Future[None]) -> None:
-        in_flight.discard(future)
-        slots.release()
-
-    def submit(fn: Callable[[], None]) -> None:
-        slots.acquire()
-        future = pool.submit(fn)
-        in_flight.add(future)
-        future.add_done_callback(settled)
-
+    """Consume ``queue`` until ``stop`` is set, finish in-flight work, then close the handler."""
+    server = _Server(transport, queue, handler, options or ServeOptions())
     try:
-        while not stop.is_set():
-            delivery = consumer.get(timeout=opts.poll if not pending else min(opts.poll, opts.batch_linger))
-            if delivery is not None:
-                message = _decode_or_dead_letter(consumer, queue, delivery)
-                if message is not None:
-                    pending.append((delivery, message))
-                    if batch_started is None:
-                        batch_started = time.monotonic()
-            now = time.monotonic()
-            full = len(pending) >= opts.batch_size
-            lingered = batch_started is not None and now - batch_started >= opts.batch_linger
-            if pending and (full or lingered or delivery is None) and _free(slots):
-                take = [pending.popleft() for _ in range(min(opts.batch_size, len(pending)))]
-                batch_started = time.monotonic() if pending else None
-                submit(functools.partial(_run, transport, consumer, queue, handler, take, opts))
-            if isinstance(handler, Ticking) and now >= next_tick and _free(slots):
-                next_tick = now + opts.tick_interval
-                submit(lambda: _tick(transport, handler))
+        server.run(stop)
     finally:
-        consumer.cancel()  # no new deliveries while draining (the broker would keep pushing them)
-        for delivery, _ in pending:
-            consumer.requeue(delivery)
-        deadline = time.monotonic() + opts.drain_timeout
-        while in_flight and time.monotonic() < deadline:
-            # keep the connection serviced (heartbeats, acks) while workers finish
-            extra = consumer.get(timeout=0.05)
-            if extra is not None:
-                consumer.requeue(extra)
-        pool.shutdown(wait=False, cancel_futures=True)
-        consumer.close()
+        try:
+            server.drain()
+        finally:
+            handler.close()
 
 
-def _free(slots: threading.Semaphore) -> bool:
-    if slots.acquire(blocking=False):
-        slots.release()
+class _Server:
+    """The consume loop of one queue: batches deliveries onto a pool of ``workers`` threads."""
+
+    def __init__(self, transport: Transport, queue: str, handler: Handler, opts: ServeOptions) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.handler = handler
+        self.opts = opts
+        prefetch = opts.prefetch or max(1, opts.workers * opts.batch_size * 2)
+        self.consumer = transport.consumer(queue, prefetch)
+        self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=f"dcc-{queue}")
+        self.slots = threading.Semaphore(opts.workers)
+        self.in_flight: set[Future[None]] = set()
+        self.pending: deque[tuple[Delivery, Message]] = deque()
+        self.batch_started: float | None = None
+        self.next_tick = time.monotonic() + opts.tick_interval
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            arrived = self._receive()
+            now = time.monotonic()
+            if self._batch_ready(arrived, now) and self._has_free_worker():
+                self._submit(functools.partial(self._handle, self._take_batch()))
+            if now >= self.next_tick and self._has_free_worker():
+                self.next_tick = now + self.opts.tick_interval
+                self._submit(self._tick)
+
+    def _receive(self) -> bool:
+        """Wait briefly for one delivery; decode it into the pending batch. True if one came."""
+        wait = self.opts.poll if not self.pending else min(self.opts.poll, self.opts.batch_linger)
+        delivery = self.consumer.get(timeout=wait)
+        if delivery is None:
+            return False
+        message = _decode_or_dead_letter(self.consumer, self.queue, delivery)
+        if message is not None:
+            self.pending.append((delivery, message))
+            if self.batch_started is None:
+                self.batch_started = time.monotonic()
         return True
-    return False
+
+    def _batch_ready(self, arrived: bool, now: float) -> bool:
+        """A batch goes when full, when it has lingered long enough, or when the queue went quiet."""
+        if not self.pending:
+            return False
+        full = len(self.pending) >= self.opts.batch_size
+        lingered = self.batch_started is not None and now - self.batch_started >= self.opts.batch_linger
+        return full or lingered or not arrived
+
+    def _take_batch(self) -> list[tuple[Delivery, Message]]:
+        batch = [self.pending.popleft() for _ in range(min(self.opts.batch_size, len(self.pending)))]
+        self.batch_started = time.monotonic() if self.pending else None
+        return batch
+
+    def _has_free_worker(self) -> bool:
+        if self.slots.acquire(blocking=False):
+            self.slots.release()
+            return True
+        return False
+
+    def _submit(self, fn: Callable[[], None]) -> None:
+        self.slots.acquire()
+        future = self.pool.submit(fn)
+        self.in_flight.add(future)
+        future.add_done_callback(self._settled)
+
+    def _settled(self, future: Future[None]) -> None:
+        self.in_flight.discard(future)
+        self.slots.release()
+
+    def drain(self) -> None:
+        """Stop taking deliveries, give back what never started, let in-flight work finish."""
+        self.consumer.cancel()  # no new deliveries while draining (the broker would keep pushing them)
+        for delivery, _ in self.pending:
+            self.consumer.requeue(delivery)
+        self.pending.clear()
+        deadline = time.monotonic() + self.opts.drain_timeout
+        while self.in_flight and time.monotonic() < deadline:
+            # keep the connection serviced (heartbeats, acks) while workers finish
+            extra = self.consumer.get(timeout=0.05)
+            if extra is not None:
+                self.consumer.requeue(extra)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.consumer.close()
+
+    # -- on a worker thread -------------------------------------------------------------
+    def _handle(self, items: list[tuple[Delivery, Message]]) -> None:
+        remaining = dict(enumerate(items))
+        if len(items) > 1 and not self._handle_as_batch(items, remaining):
+            return
+        for key in list(remaining):
+            delivery, message = remaining.pop(key)
+            try:
+                outputs = _retrying(self.opts.attempts)(self.handler.handle, message)
+                self._publish_then_ack(delivery, outputs)
+            except ConnectionLost:
+                _give_back(self.consumer, [delivery, *(d for d, _ in remaining.values())])
+                return
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                log.error("dead-lettering %s on %s: %s", message_kind(message), self.queue, reason)
+                self.consumer.dead_letter(delivery, reason)
+
+    def _handle_as_batch(
+        self, items: list[tuple[Delivery, Message]], remaining: dict[int, tuple[Delivery, Message]]
+    ) -> bool:
+        """Settle what the batch finishes; False when the broker went away (the rest was given back).
+        Whatever is left in ``remaining`` after a failure is tried one by one."""
+        try:
+            for index, outputs in self.handler.handle_batch([m for _, m in items]):
+                self._publish_then_ack(remaining[index][0], outputs)
+                del remaining[index]
+        except ConnectionLost:
+            _give_back(self.consumer, [d for d, _ in remaining.values()])
+            return False
+        except Exception as exc:  # the batch broke: what is left is tried one by one
+            log.warning("batch on %s failed (%s); retrying %d one by one", self.queue, exc, len(remaining))
+        return True
+
+    def _publish_then_ack(self, delivery: Delivery, outputs: Iterable[Outgoing]) -> None:
+        self.transport.publish_many(list(outputs))
+        self.consumer.ack(delivery)
+
+    def _tick(self) -> None:
+        try:
+            self.transport.publish_many(self.handler.tick())
+        except Exception:
+            log.exception("periodic work on %s failed", self.queue)
 
 
 def _decode_or_dead_letter(consumer: Consumer, queue: str, delivery: Delivery) -> Message | None:
@@ -160,63 +244,7 @@ def _retrying(attempts: int) -> Retrying:
     )
 
 
-def _outputs_for_one(handler: Handler | BatchHandler, message: Message) -> list[Outgoing]:
-    if hasattr(handler, "handle_batch"):
-        outputs: list[Outgoing] = []
-        for _, out in handler.handle_batch([message]):
-            outputs.extend(out)
-        return outputs
-    return handler.handle(message)  # type: ignore[union-attr]
-
-
-def _run(
-    transport: Transport,
-    consumer: Consumer,
-    queue: str,
-    handler: Handler | BatchHandler,
-    items: list[tuple[Delivery, Message]],
-    opts: ServeOptions,
-) -> None:
-    remaining = dict(enumerate(items))
-    if hasattr(handler, "handle_batch") and len(items) > 1:
-        try:
-            for index, outputs in handler.handle_batch([m for _, m in items]):
-                _publish_then_ack(transport, consumer, remaining[index][0], outputs)
-                del remaining[index]
-        except ConnectionLost:
-            _give_back(consumer, [d for d, _ in remaining.values()])
-            return
-        except Exception as exc:  # the batch broke: what is left is tried one by one
-            log.warning("batch on %s failed (%s); retrying %d one by one", queue, exc, len(remaining))
-    for key in list(remaining):
-        delivery, message = remaining.pop(key)
-        try:
-            outputs = _retrying(opts.attempts)(_outputs_for_one, handler, message)
-            _publish_then_ack(transport, consumer, delivery, outputs)
-        except ConnectionLost:
-            _give_back(consumer, [delivery, *(d for d, _ in remaining.values())])
-            return
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("dead-lettering %s on %s: %s", message_kind(message), queue, reason)
-            consumer.dead_letter(delivery, reason)
-
-
 def _give_back(consumer: Consumer, deliveries: Iterable[Delivery]) -> None:
     """Publishing gave up: requeue (a no-op when the consumer's connection died too)."""
     for delivery in deliveries:
         consumer.requeue(delivery)
-
-
-def _publish_then_ack(
-    transport: Transport, consumer: Consumer, delivery: Delivery, outputs: Iterable[Outgoing]
-) -> None:
-    transport.publish_many(list(outputs))
-    consumer.ack(delivery)
-
-
-def _tick(transport: Transport, handler: Ticking) -> None:
-    try:
-        transport.publish_many(handler.tick())
-    except Exception:
-        log.exception("periodic work failed")

@@ -22,7 +22,7 @@ from services.reporter.report import Row, RunReport
 from shared import findings
 from shared.config import Config
 from shared.messages import Finding, Message, PlannedJob, RunStarted, ScanResult, ZonePlan, valid_run_id
-from shared.runner import PermanentError
+from shared.runner import Handler, PermanentError
 from shared.transport.base import Outgoing
 
 log = logging.getLogger("dcc.reporter")
@@ -51,7 +51,7 @@ class _Run:
         return self.started is not None and self.settled == len(self.planned) and not self.missing_zones()
 
 
-class ReporterHandler:
+class ReporterHandler(Handler):
     def __init__(
         self,
         config: Config,
@@ -183,7 +183,7 @@ def build_report(run: _Run, *, complete: bool) -> RunReport:
             failed.append(zone)
     for result in run.results.values():
         rows.extend(
-            Row(result.zone, result.ip_address, result.port, result.fqdn, f, result.certificate)
+            Row(result.zone, result.ip_address, result.port, result.fqdn, f, result.certificate, result.segment)
             for f in result.findings
         )
     missing_jobs = run.missing_jobs()

@@ -21,6 +21,7 @@ class Row:
     fqdn: str
     finding: Finding
     certificate: CertificateFacts | None = None  # what the endpoint served, even when invalid
+    segment: str = ""  # the segment that scanned the endpoint; empty for name and zone findings
 
     def csv(self) -> tuple[str, str, str, str, str]:
         port = "" if self.port is None else str(self.port)

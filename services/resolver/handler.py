@@ -28,7 +28,7 @@ from shared.messages import (
     job_id,
     normalise_zone,
 )
-from shared.runner import PermanentError
+from shared.runner import Handler, PermanentError
 from shared.transport.base import REPORT, Outgoing, scan_queue
 
 log = logging.getLogger("dcc.resolver")
@@ -79,7 +79,7 @@ def _name_finding(fqdn: str, code: findings.Code, message: str) -> LocatedFindin
     return LocatedFinding(fqdn=fqdn, finding=findings.error(code, message))
 
 
-class ResolverHandler:
+class ResolverHandler(Handler):
     def __init__(self, config: Config, lookup: Lookup) -> None:
         self._ports = list(dict.fromkeys(config.ssl_ports))
         self._filters = config.compiled_name_filters()

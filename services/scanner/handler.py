@@ -7,12 +7,12 @@ from collections.abc import Iterator, Sequence
 from services.scanner.scan import Engine, Outcome, ScanSettings, Target
 from shared.messages import Message, ScanJob, ScanResult, message_kind
 from shared.messages import result_for as job_result
-from shared.runner import PermanentError
+from shared.runner import Handler, PermanentError
 from shared.transport.base import REPORT, Outgoing
 
 
-class ScannerHandler:
-    """A ``BatchHandler``: each batch is scanned concurrently, results are yielded as they finish."""
+class ScannerHandler(Handler):
+    """Scans a batch concurrently (``handle_batch``): each batch is scanned concurrently, results are yielded as they finish."""
 
     def __init__(self, settings: ScanSettings, engine: Engine | None = None) -> None:
         self.settings = settings
@@ -27,12 +27,6 @@ class ScannerHandler:
         targets = [Target(ip=job.ip_address, port=job.port, sni=job.sni) for job in jobs]
         for index, outcome in self.engine.scan_many(targets):
             yield index, [Outgoing(REPORT, result_for(jobs[index], outcome))]
-
-    def handle(self, message: Message) -> list[Outgoing]:
-        outputs: list[Outgoing] = []
-        for _, out in self.handle_batch([message]):
-            outputs.extend(out)
-        return outputs
 
     def close(self) -> None:
         self.engine.close()
