@@ -14,12 +14,12 @@ import uuid
 from datetime import UTC, datetime
 
 from shared.messages import Message, ScanJob, job_id, result_for
-from shared.runner import ServeOptions, serve
+from shared.runner import Handler, ServeOptions, serve
 from shared.transport.amqp import open_transport
 from shared.transport.base import Outgoing
 
 
-class _Echo:
+class _Echo(Handler):
     def __init__(self, out: str) -> None:
         self.out = out
         self.count = 0

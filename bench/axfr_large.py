@@ -6,7 +6,7 @@ Starts knotd (Debian package ``knot``) in a temporary directory on 127.0.0.1 and
 serving one generated zone (80 % A, 10 % AAAA, 10 % CNAME). Each measurement runs in a fresh
 subprocess so its peak RSS (``ru_maxrss``) is its own:
 
-- ``collect``: ``services.collector.sources.collect`` (streamed, our path), wall time and RSS;
+- ``collect``: ``services.collector.runs.plan_run(...).collection()`` (streamed, our path), wall time and RSS;
 - ``collect+tracemalloc``: the same with tracemalloc on, for the peak of Python allocations;
 - ``from_xfr``: the original's way (``dns.zone.from_xfr`` then a record list), for comparison;
 - ``resolve``: ``services.resolver.handler.ResolverHandler.plan`` on the collected zone (no DNS
@@ -53,14 +53,15 @@ def _worker(mode: str, port: int) -> dict[str, object]:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out: dict[str, object] = {"mode": mode, "rss_before_kib": baseline}
     if mode in ("collect", "collect+tracemalloc", "resolve"):
-        from services.collector.sources import collect
+        from services.collector.runs import CollectOptions, plan_run
 
         if mode == "collect+tracemalloc":
             import tracemalloc
 
             tracemalloc.start()
         started = time.perf_counter()
-        (snap,) = list(collect(config, "bench"))
+        with plan_run(config, CollectOptions(), "bench").collection() as zones:
+            (snap,) = [item.snapshot for item in zones]
         out["transfer_s"] = time.perf_counter() - started
         if snap.failure is not None:
             out["failure"] = snap.failure.finding.message

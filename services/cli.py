@@ -11,24 +11,24 @@ Bad input (config, zones JSON) is one line on stderr naming file, place and prob
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared.config import Config, ConfigError, default_config_path, load_config, load_zones_json
+from shared.config import Config, ConfigError, default_config_path, load_config
 from shared.logging import setup_logging
-from shared.messages import ZoneSnapshot, new_run_id
+from shared.signals import stop_on_signals
+from shared.transport import open_amqp
+
+if TYPE_CHECKING:
+    from services.collector.service import CollectorOptions
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 SUBCOMMANDS = ("run", "fetch-zones", "collector", "resolver", "scanner", "reporter")
-
-log = logging.getLogger("dcc.cli")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -109,71 +109,51 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "fetch-zones":
         from services.collector import fetch_zones
 
-        return fetch_zones.main(args, config)
-    transport = _amqp_transport()
+        return fetch_zones.main(config, args.output)
+    collector = _collector_options(args) if args.command == "collector" else None  # bad input before the broker
+    transport = open_amqp()  # a malformed AMQP_URL is a ConfigError: one line, the password never quoted
     try:
-        if args.command == "collector":
-            from services.collector import service
-
-            return service.main(args, config, transport)
         import services.daemons as daemons
 
         stop = threading.Event()
-        daemons.install_signal_handlers(stop)
-        if args.command == "resolver":
-            return daemons.run_resolver(config, transport, stop)
-        if args.command == "scanner":
-            return daemons.run_scanner(config, transport, stop, args.segment)
-        return daemons.run_reporter(config, transport, stop, args.output_dir)
+        with stop_on_signals(stop):
+            if collector is not None:
+                return daemons.run_collector(config, transport, stop, collector)
+            if args.command == "resolver":
+                return daemons.run_resolver(config, transport, stop)
+            if args.command == "scanner":
+                return daemons.run_scanner(config, transport, stop, args.segment)
+            return daemons.run_reporter(config, transport, stop, args.output_dir)
     finally:
         transport.close()
 
 
-def _amqp_transport():  # type: ignore[no-untyped-def]
-    """The broker transport from ``AMQP_URL``. A malformed URL raises ``ConfigError`` (exit 2, one
-    line, the password never quoted); ``_dispatch`` calls this inside ``main``'s error handling."""
-    from shared.transport.amqp import AmqpTransport
+def _collector_options(args: argparse.Namespace) -> CollectorOptions:
+    from services.collector.runs import CollectOptions
+    from services.collector.service import CollectorOptions, parse_interval
 
-    return AmqpTransport(os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL)
-
-
-def zone_input(args: argparse.Namespace, config: Config, run_id: str) -> tuple[list[str], list[ZoneSnapshot] | None]:
-    """The zones of a run, and their snapshots when they come from a file (else collected lazily)."""
-    if args.from_zones_json:
-        from services.collector.zones_json import snapshots_from_zones_json
-
-        snapshots = snapshots_from_zones_json(run_id, load_zones_json(args.from_zones_json))
-        return [s.zone for s in snapshots], snapshots
-    from services.collector.sources import zone_names
-
-    zones = zone_names(config)
-    if not zones:
-        raise ConfigError("no zones to scan: give --from-zones-json or configure zone_data_sources / nameserver_zones")
-    return zones, None
+    try:
+        every = parse_interval(args.every) if args.every else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    collect = CollectOptions(zones_json=args.from_zones_json, skip_unchanged=args.skip_unchanged)
+    return CollectorOptions(collect=collect, every=None if args.once else every)
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from services import console
+    from services.collector.runs import CollectOptions, plan_run
     from services.pipeline import PipelineError, run_in_process
     from services.reporter.outputs import CsvFileSink
 
-    run_id = new_run_id()
-    zones, snapshots = zone_input(args, config, run_id)
-    if snapshots is None:
-        from services.collector.sources import collect
-
-        source = "axfr"
-        stream = collect(config, run_id)
-    else:
-        source = f"file:{args.from_zones_json}"
-        stream = iter(snapshots)
+    run = plan_run(config, CollectOptions(zones_json=args.from_zones_json))
     sink = CsvFileSink(Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
         with console.progress_bar(enabled=show_progress) as progress:
-            report = run_in_process(config, run_id, zones, stream, sink, progress=progress, source=source)
+            report = run_in_process(config, run, sink, progress=progress)
     except PipelineError as exc:
-        print(f"dns-cert-checker: run {run_id} failed: {exc}", file=sys.stderr)
+        print(f"dns-cert-checker: run {run.run_id} failed: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     if not args.quiet:
         console.print_report(report, csv_path=args.output_csv)

@@ -200,7 +200,9 @@ def normalise_zone(zone: str) -> str:
 
 def message_kind(message: Message) -> str:
     """The wire tag of a message, e.g. ``scan_job.v1`` (for logs and headers)."""
-    return type(message).__struct_config__.tag  # type: ignore[return-value]
+    tag = type(message).__struct_config__.tag
+    assert isinstance(tag, str)  # every message class above declares a string tag
+    return tag
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -6,7 +6,9 @@ message and return ``Outgoing`` items; they never touch the transport.
 
 - undecodable body, or ``PermanentError`` from a handler → dead-letter with the reason;
 - any other exception → retried in place with backoff (tenacity), dead-lettered when spent;
-- ``ConnectionLost`` while publishing → left unsettled; the broker redelivers it.
+- ``ConnectionLost`` while publishing → left unsettled; the broker redelivers it;
+- ``StorageUnavailable`` from a handler → the queue pauses (no new work, the message stays
+  unsettled) and the message is offered again until the handler's storage works again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
@@ -30,6 +33,14 @@ log = logging.getLogger("dcc.runner")
 
 class PermanentError(Exception):
     """This message can never be handled: dead-letter it, do not retry."""
+
+
+class StorageUnavailable(Exception):
+    """The handler's own storage failed (disk full, read-only, gone): not the message's fault.
+
+    The runner neither retries it away nor dead-letters it: it stops taking new work, keeps the
+    message unsettled and offers it again with backoff until the storage takes it, then resumes.
+    """
 
 
 class Handler:
@@ -62,7 +73,7 @@ class Handler:
         """Release what the handler holds (engines, files); called once by ``serve``."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeOptions:
     workers: int = 1  # concurrent handler calls (batches)
     batch_size: int = 1  # >1: the handler's handle_batch gets up to this many at once
@@ -72,6 +83,30 @@ class ServeOptions:
     tick_interval: float = 1.0
     drain_timeout: float = 30.0  # on stop: how long in-flight work may take to finish
     poll: float = 0.2
+
+
+H = TypeVar("H", bound=Handler, covariant=True)
+
+
+@dataclass(frozen=True)
+class Stage(Generic[H]):
+    """A handler and all ``serve`` needs to run it: the queue it consumes, the queues it publishes
+    to (declared first), and how. Each stage's ``runner`` module builds it; the daemons and the
+    in-process pipeline serve the very same object."""
+
+    queue: str
+    handler: H
+    options: ServeOptions
+    publishes: Sequence[str] = ()
+
+    def queues(self) -> list[str]:
+        return list(dict.fromkeys([self.queue, *self.publishes]))
+
+
+def serve_stage(transport: Transport, stage: Stage[Handler], stop: threading.Event) -> None:
+    """Declare the stage's queues, then serve it until ``stop`` (see ``serve``)."""
+    transport.declare(stage.queues())
+    serve(transport, stage.queue, stage.handler, stop, stage.options)
 
 
 def serve(
@@ -108,11 +143,16 @@ class _Server:
         self.pending: deque[tuple[Delivery, Message]] = deque()
         self.batch_started: float | None = None
         self.next_tick = time.monotonic() + opts.tick_interval
+        self.stop = threading.Event()
+        self.storage_down = threading.Event()  # set while a handler's storage refuses writes: paused
 
     def run(self, stop: threading.Event) -> None:
+        self.stop = stop
         while not stop.is_set():
-            arrived = self._receive()
+            arrived = self._receive()  # keeps the connection serviced; pending stays within prefetch
             now = time.monotonic()
+            if self.storage_down.is_set():
+                continue  # no new work, no periodic writes until the storage takes the held message
             if self._batch_ready(arrived, now) and self._has_free_worker():
                 self._submit(functools.partial(self._handle, self._take_batch()))
             if now >= self.next_tick and self._has_free_worker():
@@ -184,9 +224,12 @@ class _Server:
         for key in list(remaining):
             delivery, message = remaining.pop(key)
             try:
-                outputs = _retrying(self.opts.attempts)(self.handler.handle, message)
+                try:
+                    outputs = _retrying(self.opts.attempts)(self.handler.handle, message)
+                except StorageUnavailable as exc:
+                    outputs = self._when_storage_returns(message, exc)
                 self._publish_then_ack(delivery, outputs)
-            except ConnectionLost:
+            except (ConnectionLost, _Stopped):
                 _give_back(self.consumer, [delivery, *(d for d, _ in remaining.values())])
                 return
             except Exception as exc:
@@ -210,6 +253,26 @@ class _Server:
             log.warning("batch on %s failed (%s); retrying %d one by one", self.queue, exc, len(remaining))
         return True
 
+    def _when_storage_returns(self, message: Message, first: StorageUnavailable) -> list[Outgoing]:
+        """Pause the queue and offer ``message`` again, with backoff, until the handler's storage
+        takes it; raises ``_Stopped`` when the service stops first (the message goes back)."""
+        self.storage_down.set()
+        down_since = time.monotonic()
+        log.error("%s paused: %s; holding the work on the queue until it can be stored", self.queue, first)
+        wait = 0.5
+        try:
+            while not self.stop.wait(wait):
+                try:
+                    outputs = self.handler.handle(message)
+                except StorageUnavailable:
+                    wait = min(wait * 2, 10.0)
+                    continue
+                log.warning("%s resumed: storage works again after %.0f s", self.queue, time.monotonic() - down_since)
+                return outputs
+            raise _Stopped
+        finally:
+            self.storage_down.clear()
+
     def _publish_then_ack(self, delivery: Delivery, outputs: Iterable[Outgoing]) -> None:
         self.transport.publish_many(list(outputs))
         self.consumer.ack(delivery)
@@ -219,6 +282,10 @@ class _Server:
             self.transport.publish_many(self.handler.tick())
         except Exception:
             log.exception("periodic work on %s failed", self.queue)
+
+
+class _Stopped(Exception):
+    """The service stopped while a message waited for storage: it goes back to the queue."""
 
 
 def _decode_or_dead_letter(consumer: Consumer, queue: str, delivery: Delivery) -> Message | None:
@@ -234,7 +301,7 @@ def _retrying(attempts: int) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_not_exception_type((PermanentError, ConnectionLost)),
+        retry=retry_if_not_exception_type((PermanentError, ConnectionLost, StorageUnavailable)),
         reraise=True,
         before_sleep=lambda state: log.warning(
             "attempt %d failed (%s); retrying",

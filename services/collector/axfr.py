@@ -5,10 +5,10 @@ connect only by the overall lifetime, and we want a connect timeout of its own. 
 that is protocol stays dnspython's: message parsing, TSIG over multi-message transfers
 (``tsig_ctx``) and the AXFR state machine (``dns.xfr.Inbound``: rcode, first/last SOA).
 
-Records are turned into ``ZoneRecord`` message by message, so a large zone is never held as
-wire data, ``dns.zone.Zone`` and record list at once. Names and targets are relative to the
-zone exactly as ``str()`` of dnspython's relativized names (``@``, ``www``, ``a.b``), as the
-original's zones JSON had them.
+The driver is thin: connect, send the query, then hand each message (parsed, checked as an
+answer to the query, TSIG-verified as a continuation) to ``Inbound`` and to ``records``, which
+turns it into ``ZoneRecord`` exactly as zone files are turned. A large zone is thus never held
+as wire data, ``dns.zone.Zone`` and record list at once.
 
 No TSIG secret ever appears in an exception, a finding or a log line: messages name the key.
 """
@@ -24,9 +24,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import dns.exception
 import dns.message
@@ -41,17 +41,12 @@ import dns.xfr
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential
 from tenacity.stop import stop_base
 
+from services.collector.records import soa_serial, zone_origin, zone_records
 from shared import findings
 from shared.config import BindServer, ConfigError
 from shared.messages import LocatedFinding, ZoneRecord, ZoneSnapshot
 
 log = logging.getLogger("dcc.collector.axfr")
-
-_KEPT = {
-    dns.rdatatype.A: "A",
-    dns.rdatatype.AAAA: "AAAA",
-    dns.rdatatype.CNAME: "CNAME",
-}
 
 
 class ZoneTransferError(Exception):
@@ -109,16 +104,28 @@ def transfer(server: BindServer, zone: str) -> Transfer:
     deadline = started + max(0.0, server.lifetime)
     origin = _origin(zone)
     where = _address(server)
-    keyring, keyname, algorithm = _tsig(server)
+    signer = _tsig(server)
     attempts = 0
 
     def one_attempt() -> Transfer:
         nonlocal attempts
         attempts += 1
-        result = _attempt(where, server, origin, keyring, keyname, algorithm, deadline)
-        return Transfer(result[0], result[1], attempts, time.monotonic() - started)
+        records, serial = _attempt(where, server, origin, signer, deadline)
+        return Transfer(records, serial, attempts, time.monotonic() - started)
 
-    retrying = Retrying(
+    try:
+        return _retrying(server, zone, deadline)(one_attempt)
+    except ZoneTransferError:
+        raise
+    except _Transient as exc:
+        raise _transient_error(exc, server, attempts, time.monotonic() - started) from None
+    except Exception as exc:
+        raise _permanent_error(exc, server) from None
+
+
+def _retrying(server: BindServer, zone: str, deadline: float) -> Retrying:
+    """Transient failures only, ``server.retries`` more times, never past the lifetime."""
+    return Retrying(
         stop=stop_any(stop_after_attempt(max(0, server.retries) + 1), _OutOfTime(deadline)),
         wait=wait_exponential(multiplier=0.1, max=2.0),
         retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),
@@ -131,14 +138,6 @@ def transfer(server: BindServer, zone: str) -> Transfer:
         ),
         reraise=True,
     )
-    try:
-        return retrying(one_attempt)
-    except ZoneTransferError:
-        raise
-    except _Transient as exc:
-        raise _transient_error(exc, server, attempts, time.monotonic() - started) from None
-    except Exception as exc:
-        raise _permanent_error(exc, server) from None
 
 
 def snapshot(server: BindServer, zone: str, run_id: str) -> ZoneSnapshot:
@@ -174,10 +173,8 @@ def query_serial(server: BindServer, zone: str) -> int:
     Used to skip unchanged zones; raises ``ZoneTransferError`` like ``transfer``.
     """
     where = _address(server)
-    keyring, keyname, algorithm = _tsig(server)
-    query = dns.message.make_query(_origin(zone), dns.rdatatype.SOA)
-    if keyring is not None:
-        query.use_tsig(keyring, keyname, algorithm=algorithm)
+    signer = _tsig(server)
+    query = _query(_origin(zone), dns.rdatatype.SOA, signer)
     try:
         answer = dns.query.tcp(query, where, timeout=server.timeout, port=server.server_port)
     except dns.exception.Timeout:
@@ -189,10 +186,10 @@ def query_serial(server: BindServer, zone: str) -> int:
     except Exception as exc:
         raise _permanent_error(exc, server) from None
     if answer.rcode() != dns.rcode.NOERROR:
-        raise _permanent_error(dns.xfr.TransferError(answer.rcode()), server)
+        raise _rcode_error(answer.rcode(), server)
     for rrset in answer.answer:
         if rrset.rdtype == dns.rdatatype.SOA and rrset.name == query.question[0].name:
-            return int(rrset[0].serial)
+            return soa_serial(rrset)
     raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, "server sent no SOA for the zone")
 
 
@@ -227,72 +224,79 @@ class _NullTransaction:
 
 
 def _attempt(
-    where: str,
-    server: BindServer,
-    origin: dns.name.Name,
-    keyring: dict[dns.name.Name, dns.tsig.Key] | None,
-    keyname: dns.name.Name | None,
-    algorithm: str,
-    deadline: float,
+    where: str, server: BindServer, origin: dns.name.Name, signer: _Signer | None, deadline: float
 ) -> tuple[list[ZoneRecord], int]:
-    query = dns.message.make_query(origin, dns.rdatatype.AXFR)
-    if keyring is not None:
-        query.use_tsig(keyring, keyname, algorithm=algorithm)
+    """One AXFR on a fresh connection: its records and the zone's serial."""
+    query = _query(origin, dns.rdatatype.AXFR, signer)
     family = socket.AF_INET6 if ":" in where else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    records: list[ZoneRecord] = []
     try:
-        sock.settimeout(_budget(server.timeout, deadline, "connect"))
-        try:
-            sock.connect((where, server.server_port))
-        except TimeoutError:
-            raise _Transient("timeout", "did not accept the connection in time") from None
-        except ConnectionRefusedError:
-            raise _Transient("refused", "refused the connection") from None
-        wire = query.to_wire()
-        sock.settimeout(_budget(server.timeout, deadline, "send"))
-        sock.sendall(struct.pack("!H", len(wire)) + wire)
-        inbound = dns.xfr.Inbound(_NullTransactionManager(origin), dns.rdatatype.AXFR)
-        tsig_ctx = None
-        first = True
-        done = False
-        # Knot's tcp-io-timeout (500 ms by default) hangs up on a client that does not read for a
-        # moment: a thread keeps the socket drained while this one parses, and the cyclic GC
-        # (a pause that would stop both threads) waits until the transfer is over.
-        with _gc_paused(), _Drain(sock, server.timeout, deadline) as messages:
-            while not done:
-                response = dns.message.from_wire(
-                    messages.next(),
-                    keyring=query.keyring,
-                    request_mac=query.mac,
-                    xfr=True,
-                    origin=origin,
-                    tsig_ctx=tsig_ctx,
-                    multi=True,
-                )
-                if not query.is_response(response, xfr_continuation=not first):
-                    raise dns.query.BadResponse
-                first = False
-                done = inbound.process_message(response)
-                tsig_ctx = response.tsig_ctx
-                _keep(response, records)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            _connect(sock, (where, server.server_port), server.timeout, deadline)
+            _send(sock, query, server.timeout, deadline)
+            return _receive(sock, query, origin, server.timeout, deadline)
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
         raise _Transient("reset", f"reset the connection ({_os_text(exc)})") from None
-    finally:
-        sock.close()
+
+
+def _connect(sock: socket.socket, address: tuple[str, int], timeout: float, deadline: float) -> None:
+    sock.settimeout(_budget(timeout, deadline, "connect"))
+    try:
+        sock.connect(address)
+    except TimeoutError:
+        raise _Transient("timeout", "did not accept the connection in time") from None
+    except ConnectionRefusedError:
+        raise _Transient("refused", "refused the connection") from None
+
+
+def _send(sock: socket.socket, query: dns.message.Message, timeout: float, deadline: float) -> None:
+    wire = query.to_wire()
+    sock.settimeout(_budget(timeout, deadline, "send"))
+    sock.sendall(struct.pack("!H", len(wire)) + wire)
+
+
+def _receive(
+    sock: socket.socket, query: dns.message.Message, origin: dns.name.Name, timeout: float, deadline: float
+) -> tuple[list[ZoneRecord], int]:
+    """Messages until ``dns.xfr.Inbound`` has seen the closing SOA; records kept as they come."""
+    inbound = dns.xfr.Inbound(_NullTransactionManager(origin), dns.rdatatype.AXFR)
+    records: list[ZoneRecord] = []
+    # Knot's tcp-io-timeout (500 ms by default) hangs up on a client that does not read for a
+    # moment: a thread keeps the socket drained while this one parses, and the cyclic GC
+    # (a pause that would stop both threads) waits until the transfer is over.
+    with _gc_paused(), _Drain(sock, timeout, deadline) as wire:
+        for response in _responses(wire, query, origin):
+            done = inbound.process_message(response)
+            _keep(response, records)
+            if done:
+                break
     assert inbound.soa_rdataset is not None  # process_message saw the first SOA
-    return records, int(inbound.soa_rdataset[0].serial)  # type: ignore[attr-defined]
+    return records, soa_serial(inbound.soa_rdataset)
+
+
+def _responses(wire: _Drain, query: dns.message.Message, origin: dns.name.Name) -> Iterator[dns.message.Message]:
+    """Each message of the answer: parsed, an answer to ``query``, TSIG-verified as a continuation."""
+    tsig_ctx = None
+    first = True
+    while True:
+        response = dns.message.from_wire(
+            wire.next(),
+            keyring=query.keyring,
+            request_mac=query.mac,
+            xfr=True,
+            origin=origin,
+            tsig_ctx=tsig_ctx,
+            multi=True,
+        )
+        if not query.is_response(response, xfr_continuation=not first):
+            raise dns.query.BadResponse
+        yield response
+        first = False
+        tsig_ctx = response.tsig_ctx
 
 
 def _keep(response: dns.message.Message, records: list[ZoneRecord]) -> None:
     for rrset in response.answer:
-        kind = _KEPT.get(rrset.rdtype)
-        if kind is None or rrset.rdclass != dns.rdataclass.IN:
-            continue
-        name = rrset.name.to_text()
-        ttl = int(rrset.ttl)
-        for rdata in rrset:
-            records.append(ZoneRecord(kind, name, rdata.to_text(), ttl))  # type: ignore[arg-type]
+        records.extend(zone_records(rrset.name, rrset))
 
 
 def _budget(timeout: float, deadline: float, what: str) -> float:
@@ -393,7 +397,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _origin(zone: str) -> dns.name.Name:
     try:
-        return dns.name.from_text(zone.rstrip(".") + ".")
+        return zone_origin(zone)
     except dns.exception.DNSException as exc:
         raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"invalid zone name {zone!r}: {exc}") from None
 
@@ -408,10 +412,23 @@ def _address(server: BindServer) -> str:
         ) from None
 
 
-def _tsig(server: BindServer) -> tuple[dict[dns.name.Name, dns.tsig.Key] | None, dns.name.Name | None, str]:
+@dataclass(frozen=True)
+class _Signer:
+    """A TSIG key that dnspython accepted: signs queries and verifies their answers."""
+
+    keyring: dict[dns.name.Name, dns.tsig.Key]
+    name: dns.name.Name
+    algorithm: str
+
+
+# dnspython leaves get_context unannotated: the one call made is typed here
+_hmac_context = cast(Callable[[dns.tsig.Key], object], dns.tsig.get_context)
+
+
+def _tsig(server: BindServer) -> _Signer | None:
     key = server.tsig_key
     if key is None:
-        return None, None, ""
+        return None
     try:
         secret = key.secret()
     except ConfigError as exc:
@@ -421,14 +438,21 @@ def _tsig(server: BindServer) -> tuple[dict[dns.name.Name, dns.tsig.Key] | None,
         algorithm = dns.tsig.default_algorithm.to_text() if not key.algorithm else key.algorithm
         # decodes the secret and looks the algorithm up now, so a bad key fails here, not on the wire
         tsig = dns.tsig.Key(name, secret, algorithm)
-        dns.tsig.get_context(tsig)
+        _hmac_context(tsig)
     except Exception:
         # never echo the exception: it may quote the secret
         raise ZoneTransferError(
             findings.Code.TSIG_BAD_KEY,
             f"TSIG key {key.name}: unusable (secret must be base64, algorithm one of hmac-sha256, hmac-sha512, …)",
         ) from None
-    return {name: tsig}, name, algorithm
+    return _Signer({name: tsig}, name, algorithm)
+
+
+def _query(origin: dns.name.Name, rdtype: dns.rdatatype.RdataType, signer: _Signer | None) -> dns.message.Message:
+    query = dns.message.make_query(origin, rdtype)
+    if signer is not None:
+        query.use_tsig(signer.keyring, signer.name, algorithm=signer.algorithm)
+    return query
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -452,61 +476,92 @@ def _transient_error(exc: _Transient, server: BindServer, attempts: int, seconds
     )
 
 
+class _Rule(NamedTuple):
+    """Exceptions of these types become a ``code`` finding worded by ``message``.
+
+    ``message`` is a ``str.format`` template: ``{where}`` (the server), ``{key}`` (the TSIG
+    key's name, ``None`` without one), ``{exc}``, ``{kind}`` (the exception's class name),
+    ``{os_error}`` (an ``OSError``'s text).
+    """
+
+    types: tuple[type[BaseException], ...]
+    code: findings.Code
+    message: str
+
+
+_BAD_KEY = findings.Code.TSIG_BAD_KEY
+_REFUSED = findings.Code.ZONE_TRANSFER_REFUSED
+_FAILED = findings.Code.ZONE_TRANSFER_FAILED
+
+# the first rule whose types match wins; dns.xfr.TransferError goes by rcode (_RCODE_RULES)
+_RULES: tuple[_Rule, ...] = (
+    _Rule(
+        (dns.tsig.PeerBadKey,),
+        _BAD_KEY,
+        "TSIG key {key} rejected by {where}: unknown key, or not allowed for this zone (BADKEY)",
+    ),
+    _Rule(
+        (dns.tsig.PeerBadSignature,), _BAD_KEY, "TSIG key {key} rejected by {where}: wrong secret or algorithm (BADSIG)"
+    ),
+    _Rule((dns.tsig.PeerBadTime,), _BAD_KEY, "TSIG key {key} rejected by {where}: clock skew (BADTIME)"),
+    _Rule(
+        (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadAlgorithm),
+        _BAD_KEY,
+        "TSIG key {key}: answer from {where} failed verification ({kind})",
+    ),
+    _Rule((dns.message.UnknownTSIGKey,), _BAD_KEY, "TSIG: {where} signed with a key we do not have"),
+    _Rule(
+        (dns.exception.FormError, dns.exception.SyntaxError, struct.error),
+        _FAILED,
+        "zone transfer failed: malformed answer from {where} ({exc})",
+    ),
+    _Rule((OSError,), _FAILED, "zone transfer failed: {where}: {os_error}"),
+    _Rule((dns.exception.DNSException,), _FAILED, "zone transfer failed from {where}: {exc}"),
+    _Rule((BaseException,), _FAILED, "zone transfer failed from {where}: {kind}: {exc}"),
+)
+
+# (rcode, whether a TSIG key is configured) -> code and template ({where}, {key}, {rcode})
+_RCODE_RULES: dict[tuple[dns.rcode.Rcode, bool], tuple[findings.Code, str]] = {
+    (dns.rcode.REFUSED, False): (_REFUSED, "zone transfer refused by {where}: REFUSED (no transfer ACL for us)"),
+    (dns.rcode.REFUSED, True): (
+        _REFUSED,
+        "zone transfer refused by {where}: REFUSED (no transfer ACL for us, or the key is not allowed)",
+    ),
+    (dns.rcode.NOTAUTH, False): (
+        _REFUSED,
+        "zone transfer refused by {where}: NOTAUTH (transfer not allowed, or not authoritative for the zone)",
+    ),
+    (dns.rcode.NOTAUTH, True): (_BAD_KEY, "TSIG key {key} rejected by {where} (NOTAUTH): wrong name or secret"),
+    (dns.rcode.NOTIMP, False): (_REFUSED, "zone transfer refused by {where}: NOTIMP"),
+    (dns.rcode.NOTIMP, True): (_REFUSED, "zone transfer refused by {where}: NOTIMP"),
+}
+_OTHER_RCODE = (_FAILED, "zone transfer failed: {where} answered {rcode}")
+
+
 def _permanent_error(exc: BaseException, server: BindServer) -> ZoneTransferError:
-    where = server_label(server)
-    key = server.tsig_key.name if server.tsig_key else None
     if isinstance(exc, ZoneTransferError):
         return exc
-    if isinstance(exc, dns.tsig.PeerBadKey):
-        return ZoneTransferError(
-            findings.Code.TSIG_BAD_KEY,
-            f"TSIG key {key} rejected by {where}: unknown key, or not allowed for this zone (BADKEY)",
-        )
-    if isinstance(exc, dns.tsig.PeerBadSignature):
-        return ZoneTransferError(
-            findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: wrong secret or algorithm (BADSIG)"
-        )
-    if isinstance(exc, dns.tsig.PeerBadTime):
-        return ZoneTransferError(
-            findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where}: clock skew (BADTIME)"
-        )
-    if isinstance(exc, (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadAlgorithm)):
-        return ZoneTransferError(
-            findings.Code.TSIG_BAD_KEY,
-            f"TSIG key {key}: answer from {where} failed verification ({type(exc).__name__})",
-        )
-    if isinstance(exc, dns.message.UnknownTSIGKey):
-        return ZoneTransferError(findings.Code.TSIG_BAD_KEY, f"TSIG: {where} signed with a key we do not have")
     if isinstance(exc, dns.xfr.TransferError):
-        rcode = dns.rcode.to_text(exc.rcode)
-        if exc.rcode == dns.rcode.REFUSED:
-            hint = " (no transfer ACL for us" + (", or the key is not allowed" if key else "") + ")"
-            return ZoneTransferError(
-                findings.Code.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: REFUSED{hint}"
-            )
-        if exc.rcode == dns.rcode.NOTAUTH:
-            if key:
-                return ZoneTransferError(
-                    findings.Code.TSIG_BAD_KEY, f"TSIG key {key} rejected by {where} (NOTAUTH): wrong name or secret"
-                )
-            return ZoneTransferError(
-                findings.Code.ZONE_TRANSFER_REFUSED,
-                f"zone transfer refused by {where}: NOTAUTH (transfer not allowed, or not authoritative for the zone)",
-            )
-        if exc.rcode == dns.rcode.NOTIMP:
-            return ZoneTransferError(findings.Code.ZONE_TRANSFER_REFUSED, f"zone transfer refused by {where}: NOTIMP")
-        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where} answered {rcode}")
-    if isinstance(exc, dns.exception.FormError | dns.exception.SyntaxError | struct.error):
-        return ZoneTransferError(
-            findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: malformed answer from {where} ({exc})"
-        )
-    if isinstance(exc, OSError):
-        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed: {where}: {_os_text(exc)}")
-    if isinstance(exc, dns.exception.DNSException):
-        return ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {exc}")
-    return ZoneTransferError(
-        findings.Code.ZONE_TRANSFER_FAILED, f"zone transfer failed from {where}: {type(exc).__name__}: {exc}"
+        return _rcode_error(exc.rcode, server)
+    rule = next(rule for rule in _RULES if isinstance(exc, rule.types))
+    message = rule.message.format(
+        where=server_label(server),
+        key=_key_name(server),
+        exc=exc,
+        kind=type(exc).__name__,
+        os_error=_os_text(exc) if isinstance(exc, OSError) else "",
     )
+    return ZoneTransferError(rule.code, message)
+
+
+def _rcode_error(rcode: dns.rcode.Rcode, server: BindServer) -> ZoneTransferError:
+    key = _key_name(server)
+    code, template = _RCODE_RULES.get((rcode, bool(key)), _OTHER_RCODE)
+    return ZoneTransferError(code, template.format(where=server_label(server), key=key, rcode=dns.rcode.to_text(rcode)))
+
+
+def _key_name(server: BindServer) -> str | None:
+    return server.tsig_key.name if server.tsig_key else None
 
 
 def _os_text(exc: OSError) -> str:

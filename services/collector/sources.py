@@ -9,7 +9,7 @@ Skipping unchanged zones (``--skip-unchanged``, with a ``SerialStore``) saves th
 never the scan: every configured zone is in every run. ``plan(config, serials)`` asks each
 server for the zone's SOA serial (one small query) and hashes each zone file, and marks the
 zones whose serial (file hash) equals the one of their last recorded collection. The run lists
-every zone in ``RunStarted`` and ``collect_tasks`` sends one snapshot for each: a marked zone's
+every zone in ``RunStarted`` and a ``Collection`` gives one snapshot for each: a marked zone's
 snapshot is built from the records cached in ``state_dir`` by that last collection (current run
 id, recorded serial), and is transferred as usual when that cache is missing, unreadable or
 stale. A zone whose SOA query fails is transferred (its failure is then reported).
@@ -45,6 +45,7 @@ class ZoneTask:
     path: str | None = None
     problem: str | None = None
     unchanged: bool = False  # set by plan(): same serial (file hash) as its last recorded collection
+    snapshot: ZoneSnapshot | None = None  # already read (a zones JSON): nothing to collect
 
 
 @dataclass
@@ -95,11 +96,6 @@ def zone_tasks(config: Config) -> list[ZoneTask]:
     return list(unique.values())
 
 
-def zone_names(config: Config) -> list[str]:
-    """Every configured zone (normalised: lower case, no final dot), in config order."""
-    return [task.zone for task in zone_tasks(config)]
-
-
 def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
     """Every configured zone; with ``serials``, the ones unchanged since their last success are marked."""
     result = CollectionPlan()
@@ -114,69 +110,107 @@ def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
     return result
 
 
-def collect_tasks(
-    tasks: Iterable[ZoneTask],
-    run_id: str,
-    serials: SerialStore | None = None,
-    from_cache: list[str] | None = None,
-) -> Iterator[ZoneSnapshot]:
-    """One snapshot per task, in order; a failing zone yields its failure and the others go on.
+@dataclass(frozen=True)
+class Collected:
+    """One zone's snapshot and how it was obtained."""
 
-    With ``serials``: a task marked unchanged is served from the cached records of its last
-    collection (its zone appended to ``from_cache``) or, without a usable cache, transferred;
-    a transferred zone is recorded (serial, records) once the consumer took its snapshot.
+    task: ZoneTask
+    snapshot: ZoneSnapshot
+    from_cache: bool = False
+    fingerprint: str | None = None  # zone files: the content hash, recorded with the serial
+
+
+class Collection:
+    """The zones of one run, collected one at a time, in task order; a failing zone is one
+    failed snapshot and the others go on.
+
+    With ``serials``: a task marked unchanged is served from the records cached by its last
+    collection, or transferred when that cache is unusable. The caller says when a snapshot is
+    safely handed on (``published``): only then is a transferred zone's serial recorded, so a
+    zone whose snapshot never reached the pipeline is transferred again next time.
     """
-    try:
-        for task in tasks:
+
+    def __init__(self, tasks: Iterable[ZoneTask], run_id: str, serials: SerialStore | None = None) -> None:
+        self._tasks = list(tasks)
+        self._run_id = run_id
+        self._serials = serials
+        self.collected = 0
+        self.failed: list[ZoneSnapshot] = []
+        self.from_cache = 0
+
+    def __iter__(self) -> Iterator[Collected]:
+        for task in self._tasks:
             started = time.monotonic()
-            if task.unchanged and serials is not None:
-                cached = serials.cached(task.source, task.zone)
-                if cached is not None:
-                    log.info(
-                        "zone %s from %s: unchanged (serial %s), %d records from the cache, %.2f s",
-                        task.zone,
-                        task.source,
-                        cached.serial,
-                        len(cached.records),
-                        time.monotonic() - started,
-                    )
-                    if from_cache is not None:
-                        from_cache.append(task.zone)
-                    yield ZoneSnapshot(run_id=run_id, zone=task.zone, records=cached.records, serial=cached.serial)
-                    continue
-                log.info("zone %s unchanged but its cached records are unusable: transferring it", task.zone)
-            fingerprint = zonefile.fingerprint(task.path) if task.path is not None else None
-            snap = collect_one(task, run_id)
-            elapsed = time.monotonic() - started
-            if snap.failure is not None:
-                log.error("%s", failure_line(snap))
+            item = self._from_cache(task) or self._transfer(task)
+            _log_collected(item, time.monotonic() - started)
+            if item.snapshot.failure is not None:
+                self.failed.append(item.snapshot)
             else:
-                log.info(
-                    "zone %s from %s: %d records, serial %s, %.2f s",
-                    task.zone,
-                    task.source,
-                    len(snap.records),
-                    snap.serial,
-                    elapsed,
-                )
-            yield snap
-            # back here only once the consumer took the snapshot (published it)
-            if serials is not None and snap.failure is None:
-                serials.record(task.source, task.zone, snap.serial, fingerprint, snap.records)
-    finally:
-        if serials is not None:
-            serials.save()
+                self.collected += 1
+                self.from_cache += item.from_cache
+            yield item
+
+    def published(self, item: Collected) -> None:
+        """``item``'s snapshot is in the pipeline: remember its serial (and records) for next time."""
+        snap = item.snapshot
+        if self._serials is not None and snap.failure is None and not item.from_cache:
+            self._serials.record(item.task.source, item.task.zone, snap.serial, item.fingerprint, snap.records)
+
+    def close(self) -> None:
+        if self._serials is not None:
+            self._serials.save()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def summary_line(self) -> str:
+        return summary_line(self._run_id, self.collected, self.failed, from_cache=self.from_cache)
+
+    def _from_cache(self, task: ZoneTask) -> Collected | None:
+        if not task.unchanged or self._serials is None:
+            return None
+        cached = self._serials.cached(task.source, task.zone)
+        if cached is None:
+            log.info("zone %s unchanged but its cached records are unusable: transferring it", task.zone)
+            return None
+        snap = ZoneSnapshot(run_id=self._run_id, zone=task.zone, records=cached.records, serial=cached.serial)
+        return Collected(task, snap, from_cache=True)
+
+    def _transfer(self, task: ZoneTask) -> Collected:
+        fingerprint = zonefile.fingerprint(task.path) if task.path is not None else None
+        return Collected(task, collect_one(task, self._run_id), fingerprint=fingerprint)
 
 
-def collect(config: Config, run_id: str, serials: SerialStore | None = None) -> Iterator[ZoneSnapshot]:
-    """Every configured zone (with ``serials``, unchanged ones from the cache): ``collect_tasks(plan(...))``.
-
-    Callers that announce the zones first (``RunStarted``) use ``plan`` and ``collect_tasks``.
-    """
-    return collect_tasks(plan(config, serials).collect, run_id, serials)
+def _log_collected(item: Collected, elapsed: float) -> None:
+    snap, task = item.snapshot, item.task
+    if snap.failure is not None:
+        log.error("%s", failure_line(snap))
+    elif item.from_cache:
+        log.info(
+            "zone %s from %s: unchanged (serial %s), %d records from the cache, %.2f s",
+            task.zone,
+            task.source,
+            snap.serial,
+            len(snap.records),
+            elapsed,
+        )
+    else:
+        log.info(
+            "zone %s from %s: %d records, serial %s, %.2f s",
+            task.zone,
+            task.source,
+            len(snap.records),
+            snap.serial,
+            elapsed,
+        )
 
 
 def collect_one(task: ZoneTask, run_id: str) -> ZoneSnapshot:
+    if task.snapshot is not None:
+        return task.snapshot
     if task.problem is not None:
         failure = LocatedFinding(
             fqdn=task.zone, finding=findings.error(findings.Code.ZONE_TRANSFER_FAILED, task.problem)

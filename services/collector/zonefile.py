@@ -1,8 +1,9 @@
 """Zones from RFC 1035 master files, for teams that keep their zones in git.
 
 Records come out exactly as from AXFR (same relativization, same text), so a zone read from
-its file and the same zone transferred from a server give equal snapshots. Zone files are
-parsed whole by dnspython (they are rarely large); only A/AAAA/CNAME are kept.
+its file and the same zone transferred from a server give equal snapshots: both convert
+through ``records``. Zone files are parsed whole by dnspython (they are rarely large); only
+the kept types (``shared.messages.RECORD_TYPES``) come out.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from pathlib import Path
 import dns.exception
 import dns.name
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
+from services.collector.records import soa_serial, zone_origin, zone_records
 from shared import findings
 from shared.messages import LocatedFinding, ZoneRecord, ZoneSnapshot
 
 log = logging.getLogger("dcc.collector.zonefile")
 
-_KEPT = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA", dns.rdatatype.CNAME: "CNAME"}
 _WHERE = re.compile(r"^(?P<file>.*):(?P<line>\d+): (?P<detail>.*)$", re.S)
 
 
@@ -40,7 +42,7 @@ class ZoneFile:
 
 def read_zone_file(zone: str, path: str | Path) -> ZoneFile:
     """Parse ``path`` with ``zone`` as origin; raises ``ZoneFileError``."""
-    origin = dns.name.from_text(zone.rstrip(".") + ".")
+    origin = zone_origin(zone)
     try:
         parsed = dns.zone.from_file(str(path), origin=origin, relativize=True, check_origin=False)
     except OSError as exc:
@@ -56,19 +58,15 @@ def read_zone_file(zone: str, path: str | Path) -> ZoneFile:
     records: list[ZoneRecord] = []
     serial: int | None = None
     for name, node in parsed.nodes.items():
-        text = name.to_text()
         for rdataset in node.rdatasets:
-            if rdataset.rdclass != dns.rdataclass.IN:
-                continue
-            if rdataset.rdtype == dns.rdatatype.SOA and name == dns.name.empty:
-                serial = int(rdataset[0].serial)  # type: ignore[attr-defined]
-            kind = _KEPT.get(rdataset.rdtype)
-            if kind is None:
-                continue
-            ttl = int(rdataset.ttl)
-            for rdata in rdataset:
-                records.append(ZoneRecord(kind, text, rdata.to_text(), ttl))  # type: ignore[arg-type]
+            if _is_apex_soa(name, rdataset):
+                serial = soa_serial(rdataset)
+            records.extend(zone_records(name, rdataset))
     return ZoneFile(records, serial)
+
+
+def _is_apex_soa(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> bool:
+    return rdataset.rdtype == dns.rdatatype.SOA and rdataset.rdclass == dns.rdataclass.IN and name == dns.name.empty
 
 
 def fingerprint(path: str | Path) -> str | None:

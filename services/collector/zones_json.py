@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from shared.config import ZonesJsonRecord
-from shared.messages import ZoneRecord, ZoneSnapshot, normalise_zone
+from shared.messages import RECORD_TYPES, RecordType, ZoneRecord, ZoneSnapshot, normalise_zone
 
-KNOWN_TYPES = ("A", "AAAA", "CNAME")
+_KEPT: dict[str, RecordType] = {kind: kind for kind in RECORD_TYPES}
 
 
 def snapshots_from_zones_json(run_id: str, data: Mapping[str, Sequence[ZonesJsonRecord]]) -> list[ZoneSnapshot]:
@@ -15,9 +15,7 @@ def snapshots_from_zones_json(run_id: str, data: Mapping[str, Sequence[ZonesJson
     snapshots = []
     for zone, records in data.items():
         kept = [
-            ZoneRecord(type=r.type, name=r.name, target=r.target, ttl=r.ttl)  # type: ignore[arg-type]
-            for r in records
-            if r.type in KNOWN_TYPES
+            ZoneRecord(type=_KEPT[r.type], name=r.name, target=r.target, ttl=r.ttl) for r in records if r.type in _KEPT
         ]
         snapshots.append(ZoneSnapshot(run_id=run_id, zone=normalise_zone(zone), records=kept))
     return snapshots

@@ -8,13 +8,16 @@ on start the journals are replayed; a finished run's journal is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from shared.messages import DecodeError, Message, decode, encode, valid_run_id
+from shared.runner import StorageUnavailable
 
 log = logging.getLogger("dcc.reporter.journal")
 
@@ -32,15 +35,32 @@ class RunJournal:
         return self.directory / f"{run_id}.journal" if valid_run_id(run_id) else None
 
     def append(self, run_id: str, message: Message) -> None:
-        handle = self._open.get(run_id)
-        if handle is None:
-            path = self._path(run_id)
-            if path is None:
-                return
-            handle = self._open[run_id] = path.open("ab")
+        """Raises ``StorageUnavailable`` when the entry cannot be written; the journal then holds
+        none of it (a torn entry in the middle would make every later one unreadable)."""
+        path = self._path(run_id)
+        if path is None:
+            return
         body = encode(message)
-        handle.write(_LENGTH.pack(len(body)) + body)
-        handle.flush()  # in the OS before the ack: survives the process being killed
+        handle = self._open.get(run_id)
+        start = 0
+        try:
+            if handle is None:
+                handle = self._open[run_id] = path.open("ab")
+            start = handle.tell()
+            handle.write(_LENGTH.pack(len(body)) + body)
+            handle.flush()  # in the OS before the ack: survives the process being killed
+        except OSError as exc:
+            self._cut_back(run_id, path, start)
+            raise StorageUnavailable(f"cannot journal to {self.directory}: {exc.strerror or exc}") from None
+
+    def _cut_back(self, run_id: str, path: Path, size: int) -> None:
+        """Drop a half-written entry: close the handle (its buffer holds the rest) and truncate."""
+        handle = self._open.pop(run_id, None)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        with contextlib.suppress(OSError):
+            os.truncate(path, size)
 
     def forget(self, run_id: str) -> None:
         handle = self._open.pop(run_id, None)

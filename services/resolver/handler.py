@@ -102,13 +102,31 @@ class ResolverHandler(Handler):
     def plan(self, snapshot: ZoneSnapshot) -> tuple[list[ScanJob], ZonePlan]:
         """The scan jobs of a zone and the plan that tells the reporter to expect them."""
         if snapshot.failure is not None:
-            plan = ZonePlan(run_id=snapshot.run_id, zone=snapshot.zone, jobs=[], findings=[snapshot.failure])
-            return [], plan
-        zone = _index(snapshot)
-        problems: list[LocatedFinding] = list(zone.invalid)
-        targets: dict[str, list[str]] = {}  # report name → addresses
-        cache: dict[str, LookupAnswer] = {}
-        for owner in list(zone.addresses) + list(zone.cnames):
+            zone = normalise_zone(snapshot.zone)
+            return [], ZonePlan(run_id=snapshot.run_id, zone=zone, jobs=[], findings=[snapshot.failure])
+        indexed = _index(snapshot)
+        targets, problems = self._targets(indexed)
+        jobs, unrouted = self._jobs(snapshot.run_id, indexed.name, targets)
+        problems = [*indexed.invalid, *problems, *unrouted]
+        plan = ZonePlan(
+            run_id=snapshot.run_id,
+            zone=indexed.name,
+            jobs=[PlannedJob(j.job_id, j.ip_address, j.port, j.fqdn) for j in jobs],
+            findings=problems,
+            serial=snapshot.serial,
+            records=len(snapshot.records),
+        )
+        log.info(
+            "zone %s: %d records, %d jobs, %d findings", indexed.name, len(snapshot.records), len(jobs), len(problems)
+        )
+        return jobs, plan
+
+    def _targets(self, zone: _Zone) -> tuple[dict[str, list[str]], list[LocatedFinding]]:
+        """Every name of the zone that is not filtered out → its addresses; why others have none."""
+        targets: dict[str, list[str]] = {}
+        problems: list[LocatedFinding] = []
+        cache: dict[str, LookupAnswer] = {}  # one lookup per out-of-zone name per zone
+        for owner in [*zone.addresses, *zone.cnames]:
             if owner in targets or _filtered(owner, self._filters):
                 continue
             addresses, problem = self._addresses_of(owner, zone, cache)
@@ -116,45 +134,35 @@ class ResolverHandler(Handler):
                 problems.append(problem)
             if addresses:
                 targets[owner] = addresses
-        jobs: dict[str, ScanJob] = {}
+        return targets, problems
+
+    def _jobs(
+        self, run_id: str, zone: str, targets: dict[str, list[str]]
+    ) -> tuple[list[ScanJob], list[LocatedFinding]]:
+        """One job per (address, port, name); an address no segment scans is a finding instead."""
+        jobs: dict[str, ScanJob] = {}  # by job id: a name reached twice is scanned once
+        unrouted: list[LocatedFinding] = []
         for fqdn, addresses in targets.items():
             sni = f"{self._probe_label}.{wildcard_parent(fqdn)}" if is_wildcard(fqdn) else fqdn
             for address in dict.fromkeys(addresses):
                 segment = self._segments.segment_of(address)
                 for port in self._ports:
                     if segment is None:
-                        problems.append(
-                            LocatedFinding(
-                                ip_address=address,
-                                port=port,
-                                fqdn=fqdn,
-                                finding=findings.error(findings.Code.NO_SEGMENT, f"no network segment scans {address}"),
-                            )
-                        )
+                        finding = findings.error(findings.Code.NO_SEGMENT, f"no network segment scans {address}")
+                        unrouted.append(LocatedFinding(ip_address=address, port=port, fqdn=fqdn, finding=finding))
                         continue
-                    jid = job_id(snapshot.run_id, address, port, fqdn, sni)
+                    jid = job_id(run_id, address, port, fqdn, sni)
                     jobs[jid] = ScanJob(
                         job_id=jid,
-                        run_id=snapshot.run_id,
-                        zone=zone.name,
+                        run_id=run_id,
+                        zone=zone,
                         ip_address=address,
                         port=port,
                         fqdn=fqdn,
                         sni=sni,
                         segment=segment,
                     )
-        plan = ZonePlan(
-            run_id=snapshot.run_id,
-            zone=snapshot.zone,
-            jobs=[PlannedJob(j.job_id, j.ip_address, j.port, j.fqdn) for j in jobs.values()],
-            findings=problems,
-            serial=snapshot.serial,
-            records=len(snapshot.records),
-        )
-        log.info(
-            "zone %s: %d records, %d jobs, %d findings", snapshot.zone, len(snapshot.records), len(jobs), len(problems)
-        )
-        return list(jobs.values()), plan
+        return list(jobs.values()), unrouted
 
     def _addresses_of(
         self, owner: str, zone: _Zone, cache: dict[str, LookupAnswer]

@@ -1,15 +1,16 @@
-"""Wiring of the scanner service: its handler and how the shared runner should feed it."""
+"""Wiring of the scanner stage: scan jobs of a segment in, one scan result per job out."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
 
 from services.scanner.handler import ScannerHandler
 from services.scanner.scan import ScanSettings
 from shared.config import Config
-from shared.runner import ServeOptions
-
-
-def make_handler(config: Config) -> ScannerHandler:
-    return ScannerHandler(ScanSettings.from_config(config))
+from shared.messages import Message
+from shared.runner import Handler, ServeOptions, Stage
+from shared.transport import REPORT, Outgoing, scan_queue
 
 
 def serve_options(config: Config) -> ServeOptions:
@@ -26,3 +27,35 @@ def serve_options(config: Config) -> ServeOptions:
         # (more if many of its names share an address: they take turns). Unfinished work is redelivered.
         drain_timeout=max(30.0, 2 * config.scan_timeout + 5),
     )
+
+
+def make_handler(config: Config) -> ScannerHandler:
+    return ScannerHandler(ScanSettings.from_config(config))
+
+
+def stages(config: Config, segments: Sequence[str]) -> list[Stage[Handler]]:
+    """One stage per segment queue, all sharing one engine: connection limits per address hold
+    across every queue this process consumes."""
+    handler = _Shared(make_handler(config), users=len(segments))
+    options = serve_options(config)
+    return [Stage(scan_queue(segment), handler, options, publishes=[REPORT]) for segment in segments]
+
+
+class _Shared(Handler):
+    """One scanner handler served on several queues: closed when the last of them stops, so a
+    queue still draining never loses its engine to another that stopped first."""
+
+    def __init__(self, inner: ScannerHandler, users: int) -> None:
+        self._inner = inner
+        self._users = max(1, users)
+        self._lock = threading.Lock()
+
+    def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
+        return self._inner.handle_batch(messages)
+
+    def close(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self._inner.close()

@@ -4,21 +4,26 @@ Queues have logical names (``resolve``, ``report``, ``scan.<segment>``); an impl
 them onto its own topology. Bodies are always ``shared.messages`` encodings, so the in-memory
 transport exercises the same codec as the broker.
 
-Contract (tests/contract runs it against every implementation):
+Contract (tests/transport runs it against every implementation):
 - ``publish`` returns only once the message is safely queued (durable, confirmed) and raises
   ``TransportError`` when it cannot be routed to a queue;
 - a delivery stays owned by its consumer until ``ack``, ``dead_letter`` or ``requeue``; a consumer
-  that closes or dies hands its unsettled deliveries back to the queue;
+  that closes hands its unsettled deliveries back to the queue;
+- a consumer that dies holding deliveries (killed, connection lost) loses them to the queue too:
+  they come back marked redelivered and counted in ``x-dcc-redeliveries``, and past the
+  transport's ``max_redeliveries`` they are dead-lettered instead (``shared.transport.redelivery``).
+  Giving back (``requeue``, ``cancel``/``close`` during a graceful stop) never counts;
 - ``ack``/``dead_letter``/``requeue`` may be called from any thread.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.messages import Message
+from shared.messages import Message, encode
 
 RESOLVE = "resolve"
 REPORT = "report"
@@ -56,6 +61,15 @@ class Delivery:
     headers: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A parked message as an operator (or a test) sees it: its body, why, and its headers."""
+
+    body: bytes
+    reason: str
+    headers: Mapping[str, object]
+
+
 class Consumer(ABC):
     """Deliveries from one queue, at most ``prefetch`` unsettled at a time."""
 
@@ -84,21 +98,40 @@ class Consumer(ABC):
 
 
 class Transport(ABC):
+    """Where messages go and come from. Everything a caller may use is declared here, so the
+    implementations swap without casts."""
+
     @abstractmethod
     def declare(self, queues: Sequence[str]) -> None:
         """Make sure these logical queues (and their dead-letter queues) exist."""
 
-    @abstractmethod
     def publish(self, destination: str, message: Message) -> None:
         """Send one message; returns once it is safely queued. Any thread."""
+        self.publish_raw(destination, encode(message))
 
     def publish_many(self, items: Sequence[Outgoing]) -> None:
+        """Send several, in order. Any thread."""
         for item in items:
             self.publish(item.destination, item.message)
 
     @abstractmethod
+    def publish_raw(self, destination: str, body: bytes, headers: Mapping[str, object] | None = None) -> None:
+        """Send bytes as they are, with optional headers (tests use it for poison messages). Any thread."""
+
+    @abstractmethod
     def consumer(self, queue: str, prefetch: int) -> Consumer:
         """Start consuming ``queue``."""
+
+    @abstractmethod
+    def depth(self, queue: str) -> int:
+        """Messages ready on ``queue`` (not counting those held by consumers)."""
+
+    @abstractmethod
+    def dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
+        """Peek at up to ``limit`` of ``queue``'s dead letters, oldest first; they stay parked."""
+
+    def interrupt_on(self, event: threading.Event) -> None:  # noqa: B027 - only a transport that reconnects waits
+        """Give up waiting for a lost broker as soon as ``event`` is set (a SIGTERM during an outage)."""
 
     @abstractmethod
     def close(self) -> None:

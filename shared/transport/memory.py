@@ -1,4 +1,11 @@
-"""In-memory transport: the default for ``run`` (one process), and the reference in contract tests."""
+"""In-memory transport: the default for ``run`` (one process), and the reference in contract tests.
+
+It settles, gives back and counts redeliveries as the broker transport does
+(``shared.transport.redelivery``), with the counter in the same header. One process has no
+connection to lose, so ``break_connection`` does what the broker does when a consumer's connection
+breaks: the contract's crash tests run on this transport too. Order after a give-back or a
+redelivery is not part of the contract: here it goes back to the head of the queue.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +13,35 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from shared.messages import Message, encode
-from shared.transport.base import Consumer, Delivery, Transport, TransportError
+from shared.transport.base import Consumer, DeadLetter, Delivery, Transport, TransportError
+from shared.transport.redelivery import (
+    REDELIVERIES_HEADER,
+    delivered_before,
+    given_back,
+    header_count,
+    too_many_redeliveries,
+)
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class _Ready:
+    """A message waiting on a queue."""
+
     body: bytes
-    reason: str
+    headers: Mapping[str, object] = field(default_factory=dict)
+    lost: bool = False  # its consumer died holding it: counted when it is delivered next
 
 
 class InMemoryTransport(Transport):
     """Thread-safe queues in one process, with the same settle semantics as the broker."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_redeliveries: int | None = 5) -> None:
+        self.max_redeliveries = max_redeliveries
         self._cond = threading.Condition()
-        self._queues: dict[str, deque[tuple[bytes, bool]]] = {}
+        self._queues: dict[str, deque[_Ready]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
         self._tags = itertools.count()
 
@@ -34,16 +51,12 @@ class InMemoryTransport(Transport):
                 self._queues.setdefault(name, deque())
                 self._dead.setdefault(name, [])
 
-    def publish(self, destination: str, message: Message) -> None:
-        self.publish_raw(destination, encode(message))
-
-    def publish_raw(self, destination: str, body: bytes) -> None:
-        """Put bytes on a queue as they are (tests use it for poison messages)."""
+    def publish_raw(self, destination: str, body: bytes, headers: Mapping[str, object] | None = None) -> None:
         with self._cond:
             queue = self._queues.get(destination)
             if queue is None:
                 raise TransportError(f"no queue {destination!r}: message not routed")
-            queue.append((body, False))
+            queue.append(_Ready(body, dict(headers or {})))
             self._cond.notify_all()
 
     def consumer(self, queue: str, prefetch: int) -> Consumer:
@@ -54,14 +67,39 @@ class InMemoryTransport(Transport):
 
     def depth(self, queue: str) -> int:
         with self._cond:
-            return len(self._queues[queue])
+            ready = self._queues.get(queue)
+            if ready is None:
+                raise TransportError(f"no queue {queue!r}")
+            return len(ready)
 
-    def dead_letters(self, queue: str) -> list[DeadLetter]:
+    def dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
         with self._cond:
-            return list(self._dead.get(queue, []))
+            return self._dead.get(queue, [])[:limit]
+
+    def break_connection(self, consumer: Consumer) -> None:
+        """What the broker does when a consumer's connection breaks (its process was killed): the
+        deliveries it holds go back to the queue as lost, counted at their next delivery, and its
+        later settles of them are void. The consumer itself keeps working, as if it reconnected."""
+        if not isinstance(consumer, _MemoryConsumer) or consumer._t is not self:
+            raise TypeError("not a consumer of this transport")
+        with self._cond:
+            consumer._return_unsettled(lambda d: _Ready(d.body, d.headers, lost=True))
 
     def close(self) -> None:
         pass
+
+    # -- for the consumers (under the lock) -------------------------------------
+    def _take(self, queue: str) -> _Ready | None:
+        """The next message of ``queue`` to hand out, its redelivery counted; None when it was lost
+        once too often and is dead-lettered instead."""
+        ready = self._queues[queue].popleft()
+        if not ready.lost or self.max_redeliveries is None:
+            return ready
+        count = header_count(ready.headers, REDELIVERIES_HEADER) + 1
+        if count > self.max_redeliveries:
+            self._dead[queue].append(DeadLetter(ready.body, too_many_redeliveries(count), dict(ready.headers)))
+            return None
+        return _Ready(ready.body, {**ready.headers, REDELIVERIES_HEADER: count}, lost=True)
 
 
 class _MemoryConsumer(Consumer):
@@ -78,17 +116,24 @@ class _MemoryConsumer(Consumer):
         if self._cancelled:  # like basic.cancel: nothing new arrives, but waiting still takes its time
             time.sleep(timeout)
             return None
+        deadline = time.monotonic() + timeout
         with t._cond:
-            ready = t._cond.wait_for(
-                lambda: self._closed or (len(self._unsettled) < self._prefetch and bool(t._queues[self._queue])),
-                timeout=timeout,
-            )
-            if not ready or self._closed:
-                return None
-            body, redelivered = t._queues[self._queue].popleft()
-            delivery = Delivery(body=body, tag=next(t._tags), redelivered=redelivered)
-            self._unsettled[delivery.tag] = delivery
-            return delivery
+            while True:  # until one is handed out: some may be dead-lettered on the way
+                ready = t._cond.wait_for(self._can_take, timeout=max(0.0, deadline - time.monotonic()))
+                if not ready or self._closed:
+                    return None
+                taken = t._take(self._queue)
+                if taken is not None:
+                    return self._hand_out(taken)
+
+    def _can_take(self) -> bool:
+        return self._closed or (len(self._unsettled) < self._prefetch and bool(self._t._queues[self._queue]))
+
+    def _hand_out(self, ready: _Ready) -> Delivery:
+        redelivered = ready.lost or delivered_before(ready.headers)
+        delivery = Delivery(ready.body, next(self._t._tags), redelivered, dict(ready.headers))
+        self._unsettled[delivery.tag] = delivery
+        return delivery
 
     def _settle(self, delivery: Delivery) -> bool:
         return self._unsettled.pop(delivery.tag, None) is not None
@@ -101,13 +146,13 @@ class _MemoryConsumer(Consumer):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._t._cond:
             if self._settle(delivery):
-                self._t._dead[self._queue].append(DeadLetter(delivery.body, reason))
+                self._t._dead[self._queue].append(DeadLetter(delivery.body, reason, dict(delivery.headers)))
             self._t._cond.notify_all()
 
     def requeue(self, delivery: Delivery) -> None:
         with self._t._cond:
             if self._settle(delivery):
-                self._t._queues[self._queue].appendleft((delivery.body, True))
+                self._t._queues[self._queue].appendleft(_Ready(delivery.body, given_back(delivery.headers)))
             self._t._cond.notify_all()
 
     def cancel(self) -> None:
@@ -115,8 +160,12 @@ class _MemoryConsumer(Consumer):
 
     def close(self) -> None:
         with self._t._cond:
-            for delivery in reversed(list(self._unsettled.values())):
-                self._t._queues[self._queue].appendleft((delivery.body, True))
-            self._unsettled.clear()
+            self._return_unsettled(lambda d: _Ready(d.body, given_back(d.headers)))
             self._closed = True
-            self._t._cond.notify_all()
+
+    def _return_unsettled(self, back: Callable[[Delivery], _Ready]) -> None:
+        """Put every unsettled delivery back at the head of the queue, in order. Under the lock."""
+        for delivery in reversed(list(self._unsettled.values())):
+            self._t._queues[self._queue].appendleft(back(delivery))
+        self._unsettled.clear()
+        self._t._cond.notify_all()

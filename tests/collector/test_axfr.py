@@ -263,3 +263,16 @@ def test_cyclic_gc_is_paused_during_a_transfer_only(bind: BindServer, monkeypatc
     axfr.transfer(bind, "small.test")
     assert states and not any(states)
     assert gc.isenabled()
+
+
+def test_zone_name_spelling_does_not_change_the_records(bind: BindServer) -> None:
+    plain = axfr.transfer(bind, "small.test")
+    odd = axfr.transfer(bind, "Small.TEST.")
+    assert odd.records == plain.records and odd.serial == plain.serial
+    assert axfr.query_serial(bind, "SMALL.test.") == plain.serial
+
+
+def test_invalid_zone_name_is_a_failure_naming_it(bind: BindServer) -> None:
+    error = _fails(bind, "x" * 64 + ".test")
+    assert error.code == findings.Code.ZONE_TRANSFER_FAILED
+    assert error.message == f"invalid zone name {'x' * 64 + '.test'!r}: A DNS label is > 63 octets long."

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
-import msgspec
 import pytest
 
+from services import cli
 from services.collector import fetch_zones, service
+from services.collector.runs import CollectOptions
+from services.collector.service import CollectorOptions
 from shared.config import Config
 from shared.messages import Message, RunStarted, ZoneSnapshot, decode
+from shared.signals import stop_on_signals
 from shared.transport.base import REPORT, RESOLVE
 from shared.transport.memory import InMemoryTransport
 from tests.collector.knot import KnotServer, KnotZone, start_knot
+from tests.configs import config_from
 
 
-def args(**kw: object) -> argparse.Namespace:
-    base: dict[str, object] = {"from_zones_json": None, "once": False, "every": None, "skip_unchanged": False}
-    base.update(kw)
-    return argparse.Namespace(**base)
+def options(
+    from_zones_json: str | None = None, every: float | None = None, skip_unchanged: bool = False
+) -> CollectorOptions:
+    return CollectorOptions(CollectOptions(zones_json=from_zones_json, skip_unchanged=skip_unchanged), every=every)
+
+
+def collector(config: Config, transport: InMemoryTransport, opts: CollectorOptions) -> int:
+    return service.serve(config, transport, opts, threading.Event())
 
 
 def drain(transport: InMemoryTransport, queue: str) -> list[Message]:
@@ -41,13 +48,13 @@ def knot_config(knot: KnotServer, zones: list[str], **extra: object) -> Config:
         "nameserver_zones": {f"{knot.address}:{knot.port}": zones},
         **extra,
     }
-    return msgspec.json.decode(msgspec.json.encode(data), type=Config)
+    return config_from(data)
 
 
 def test_once_publishes_run_started_then_snapshots(knot: KnotServer, capsys: pytest.CaptureFixture[str]) -> None:
     transport = InMemoryTransport()
     config = knot_config(knot, ["small.test", "refused.test", "also.test"])
-    assert service.main(args(once=True), config, transport) == 0
+    assert collector(config, transport, options()) == 0
     run_id = capsys.readouterr().out.strip()
     (started,) = drain(transport, REPORT)
     assert isinstance(started, RunStarted)
@@ -64,10 +71,10 @@ def test_from_zones_json_same_snapshots_as_axfr(
 ) -> None:
     config = knot_config(knot, ["small.test", "bulk.test"])
     out = tmp_path / "zones.json"
-    assert fetch_zones.main(argparse.Namespace(output=str(out)), config) == 0
+    assert fetch_zones.main(config, str(out)) == 0
     axfr_transport, json_transport = InMemoryTransport(), InMemoryTransport()
-    assert service.main(args(once=True), config, axfr_transport) == 0
-    assert service.main(args(once=True, from_zones_json=str(out)), Config(), json_transport) == 0
+    assert collector(config, axfr_transport, options()) == 0
+    assert collector(Config(), json_transport, options(from_zones_json=str(out))) == 0
     ids = capsys.readouterr().out.split()
     assert len(ids) == 2 and ids[0] != ids[1]
 
@@ -88,7 +95,7 @@ def test_bad_zones_json_is_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "zones.json"
     bad.write_text("{not json")
     transport = InMemoryTransport()
-    assert service.main(args(once=True, from_zones_json=str(bad)), Config(), transport) == 2
+    assert collector(Config(), transport, options(from_zones_json=str(bad))) == 2
     transport.declare([REPORT])
     assert drain(transport, REPORT) == []
 
@@ -99,7 +106,9 @@ def test_every_runs_repeatedly_and_stops_on_sigterm(knot: KnotServer, capsys: py
     timer.start()
     started = time.monotonic()
     try:
-        status = service.main(args(every="0.3s"), knot_config(knot, ["also.test"]), transport)
+        stop = threading.Event()
+        with stop_on_signals(stop):  # as the CLI serves the collector
+            status = service.serve(knot_config(knot, ["also.test"]), transport, options(every=0.3), stop)
     finally:
         timer.cancel()
     assert status == 0
@@ -120,7 +129,7 @@ def test_skip_unchanged_saves_the_transfer_not_the_run(
     def run() -> tuple[RunStarted, list[ZoneSnapshot], dict[str, int]]:
         transport = InMemoryTransport()
         before = {zone: knot.transfers(zone) for zone in ("small.test", "also.test")}
-        assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
+        assert collector(config, transport, options(skip_unchanged=True)) == 0
         transfers = {zone: knot.transfers(zone) - count for zone, count in before.items()}
         (started,) = drain(transport, REPORT)
         snaps = drain(transport, RESOLVE)
@@ -162,7 +171,9 @@ def test_expiring_certificate_on_a_stable_zone_is_reported_every_run(
 ) -> None:
     """The review finding: with --skip-unchanged, a zone whose DNS never changes is still scanned."""
     from lab import start_lab
+    from services.collector.runs import PlannedRun
     from services.pipeline import run_in_process
+    from services.reporter.outputs import ReportSink
     from services.reporter.report import RunReport
 
     with start_lab(tmp_path / "lab", cases=["expiring"], ip_prefix="127.0.31.") as lab:
@@ -181,17 +192,17 @@ def test_expiring_certificate_on_a_stable_zone_is_reported_every_run(
             )
             reports: list[RunReport] = []
 
-            class Sink:
+            class Sink(ReportSink):
                 def write(self, report: RunReport) -> None:
                     reports.append(report)
 
             for _ in range(2):
                 transport = InMemoryTransport()
-                assert service.main(args(once=True, skip_unchanged=True), config, transport) == 0
+                assert collector(config, transport, options(skip_unchanged=True)) == 0
                 (started,) = drain(transport, REPORT)
                 assert isinstance(started, RunStarted) and started.zones == [lab.zone]
                 snaps = [s for s in drain(transport, RESOLVE) if isinstance(s, ZoneSnapshot)]
-                run_in_process(config, started.run_id, started.zones, snaps, Sink())
+                run_in_process(config, PlannedRun.of_snapshots(started.run_id, snaps), Sink())
             assert server.transfers(lab.zone) == 1  # the second run did not transfer the zone ...
         finally:
             server.stop()
@@ -217,5 +228,45 @@ def test_parse_interval_rejects(text: str) -> None:
         service.parse_interval(text)
 
 
-def test_bad_interval_is_exit_2() -> None:
-    assert service.main(args(every="soon"), Config(), InMemoryTransport()) == 2
+def test_bad_interval_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["collector", "--every", "soon"]) == 2  # before any broker connection
+    assert "--every 'soon'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_mid_publish_finishes_the_run_and_exits_0(tmp_path: Path) -> None:
+    """The collector stops like every other service: a SIGTERM while it publishes finishes the run."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    from shared.transport import open_amqp
+
+    zones = {f"z{i}.test": [{"type": "A", "name": "www", "ttl": 60, "target": "192.0.2.1"}] for i in range(1500)}
+    path = tmp_path / "zones.json"
+    path.write_text(json.dumps(zones))
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    env = {**os.environ, "DCC_QUEUE_PREFIX": prefix}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "collector", "--once", "--from-zones-json", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    transport = open_amqp(prefix=prefix)
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()  # printed before publishing starts
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "SIGTERM" in err
+        assert transport.depth(REPORT) == 1 and transport.depth(RESOLVE) == len(zones), run_id
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        transport.delete([REPORT, RESOLVE], exchanges=True)  # type: ignore[attr-defined]
+        transport.close()

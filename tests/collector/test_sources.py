@@ -12,14 +12,12 @@ import pytest
 from services.collector import axfr, sources, zonefile
 from services.collector.serials import SerialStore
 from shared import findings
-from shared.config import BindServer, Config
+from shared.config import BindServer
 from shared.messages import ZoneSnapshot
+from tests.collector.collecting import collect, zone_names
 from tests.collector.knot import KnotServer, KnotZone, start_knot
 from tests.collector.zones import small_zone
-
-
-def config_from(data: dict[str, object]) -> Config:
-    return msgspec.json.decode(msgspec.json.encode(data), type=Config)
+from tests.configs import config_from
 
 
 def test_zone_names_from_every_kind_of_source(tmp_path: Path) -> None:
@@ -36,7 +34,7 @@ def test_zone_names_from_every_kind_of_source(tmp_path: Path) -> None:
             "nameserver_zones": {"[::1]:5300": ["v6.test"], "127.0.0.2": ["legacy.test", "b.test"]},
         }
     )
-    assert sources.zone_names(config) == ["example.com", "b.test", "files.test", "v6.test", "legacy.test"]
+    assert zone_names(config) == ["example.com", "b.test", "files.test", "v6.test", "legacy.test"]
     tasks = {t.zone: t for t in sources.zone_tasks(config)}
     assert tasks["b.test"].source == "axfr:127.0.0.1:5353"  # first source wins
     assert tasks["v6.test"].server is not None and tasks["v6.test"].server.server_port == 5300
@@ -70,8 +68,8 @@ def test_one_failing_zone_does_not_stop_the_others(
         }
     )
     caplog.set_level("INFO", logger="dcc")
-    snaps = {s.zone: s for s in sources.collect(config, "run-1")}
-    assert list(snaps) == sources.zone_names(config)
+    snaps = {s.zone: s for s in collect(config, "run-1")}
+    assert list(snaps) == zone_names(config)
     failed = {zone: s.failure.finding.code for zone, s in snaps.items() if s.failure}
     assert failed == {
         "refused.test": findings.Code.ZONE_TRANSFER_REFUSED,
@@ -152,7 +150,7 @@ def test_unchanged_zones_are_served_from_the_cache_and_still_in_every_run(
             plan = sources.plan(config, serials)
             assert plan.zones == ["moving.test", "git.test"]  # every zone, every run
             from_cache: list[str] = []
-            snaps = {s.zone: s for s in sources.collect_tasks(plan.collect, run_id, serials, from_cache)}
+            snaps = {s.zone: s for s in collect(config, run_id, serials, tasks=plan.collect, from_cache=from_cache)}
             assert list(snaps) == plan.zones
             assert all(s.run_id == run_id and s.failure is None and s.records for s in snaps.values())
             return snaps, from_cache
@@ -177,7 +175,7 @@ def test_unchanged_zones_are_served_from_the_cache_and_still_in_every_run(
         counting.calls.clear()
 
         # without a store every zone is transferred
-        assert [s.zone for s in sources.collect(config, "r")] == ["moving.test", "git.test"]
+        assert [s.zone for s in collect(config, "r")] == ["moving.test", "git.test"]
         assert counting.calls == {"moving.test": 1, "git.test": 1}
         counting.calls.clear()
         transfers = server.transfers("moving.test")
@@ -233,14 +231,14 @@ def test_stale_cache_is_not_served(knot: KnotServer, tmp_path: Path, monkeypatch
     )
     store = SerialStore.for_config(config)
     assert store is not None
-    list(sources.collect(config, "r1", store))
+    list(collect(config, "r1", store))
     # the recorded serial says 5, the cache file now says 4
     assert store.record(server_source(knot), "also.test", 4, None, [])
     store = SerialStore.for_config(config)  # the serials file still says 5: record() did not save
     assert store is not None and store.unchanged(server_source(knot), "also.test", 5)
     counting = Counting(monkeypatch)
     from_cache: list[str] = []
-    (snap,) = sources.collect_tasks(sources.plan(config, store).collect, "r2", store, from_cache)
+    (snap,) = collect(config, "r2", store, from_cache=from_cache)
     assert from_cache == [] and counting.calls == {"also.test": 1} and snap.serial == 5 and snap.records
 
 
@@ -255,7 +253,7 @@ def test_failed_zone_is_not_recorded_and_is_tried_again(
     )
     store = SerialStore.for_config(config)
     assert store is not None
-    list(sources.collect(config, "r", store))
+    list(collect(config, "r", store))
     assert store.get(server_source(knot), "refused.test") is None
     assert not store.cache_path(server_source(knot), "refused.test").exists()
     again = SerialStore.for_config(config)
@@ -265,7 +263,7 @@ def test_failed_zone_is_not_recorded_and_is_tried_again(
     assert plan.zones == ["refused.test", "small.test"]
     assert [t.zone for t in plan.unchanged] == ["small.test"]
     counting = Counting(monkeypatch)
-    snaps = list(sources.collect_tasks(plan.collect, "r2", again))
+    snaps = list(collect(config, "r2", again, tasks=plan.collect))
     assert counting.calls == {"refused.test": 1}
     assert snaps[0].failure is not None and snaps[0].failure.finding.code == findings.Code.ZONE_TRANSFER_REFUSED
     assert snaps[1].failure is None and snaps[1].records

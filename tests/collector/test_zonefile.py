@@ -53,3 +53,28 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     path.write_text("b")
     assert first and first != zonefile.fingerprint(path)
     assert zonefile.fingerprint(tmp_path / "missing") is None
+
+
+def test_only_kept_types_whatever_the_zone_name_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.zone"
+    path.write_text(
+        "$ORIGIN Mixed.Test.\n$TTL 60\n"
+        "@ SOA ns hm 9 1 1 1 1\n"
+        "@ NS ns\n"
+        "ns A 192.0.2.53\n"
+        "Www CNAME @\n"
+        "v6 120 AAAA 2001:db8::1\n"
+        "mx MX 10 ns\n"
+        "txt TXT hello\n"
+        "abs CNAME elsewhere.example.\n"
+    )
+    expected = [
+        ("A", "ns", "192.0.2.53", 60),
+        ("AAAA", "v6", "2001:db8::1", 120),
+        ("CNAME", "Www", "@", 60),
+        ("CNAME", "abs", "elsewhere.example.", 60),
+    ]
+    for spelling in ("mixed.test", "Mixed.TEST.", "mixed.test."):
+        result = zonefile.read_zone_file(spelling, path)
+        assert result.serial == 9
+        assert sorted((r.type, r.name, r.target, r.ttl) for r in result.records) == expected

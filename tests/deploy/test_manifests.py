@@ -16,7 +16,8 @@ import msgspec
 import pytest
 import yaml
 
-from services.daemons import REPORTER_OPTIONS, RESOLVER_OPTIONS
+from services.reporter.runner import OPTIONS as REPORTER_OPTIONS
+from services.resolver.runner import OPTIONS as RESOLVER_OPTIONS
 from services.scanner.runner import serve_options as scanner_options
 from shared.config import Config
 from shared.transport.amqp import Topology

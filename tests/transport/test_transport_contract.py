@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from shared.messages import Message, ScanJob, ScanResult, decode, encode, job_id, result_for
-from shared.runner import PermanentError, ServeOptions, serve
-from shared.transport.base import Consumer, Delivery, Outgoing, TransportError
+from shared.runner import Handler, PermanentError, ServeOptions, serve
+from shared.transport import Consumer, Delivery, Outgoing, TransportError
+from shared.transport.redelivery import REDELIVERIES_HEADER, RETURNED_HEADER
 
 from .conftest import Harness
 
@@ -172,7 +174,7 @@ def test_publish_from_many_threads(harness: Harness) -> None:
     assert sorted(m.fqdn for m in got if isinstance(m, ScanJob)) == sorted(job(n).fqdn for n in range(40))
 
 
-class _Scan:
+class _Scan(Handler):
     """A tiny scanner: one result per job; job 3 can never be handled."""
 
     def __init__(self, out: str, delay: float = 0.0) -> None:
@@ -191,17 +193,17 @@ class _Scan:
 
 
 def _serve_in_thread(
-    h: Harness, queue: str, handler: object, stop: threading.Event, opts: ServeOptions
+    h: Harness, queue: str, handler: Handler, stop: threading.Event, opts: ServeOptions
 ) -> threading.Thread:
     thread = threading.Thread(target=serve, args=(h.transport, queue, handler, stop, opts), daemon=True)
     thread.start()
     return thread
 
 
-def _wait_for(predicate: object, timeout: float = 15.0) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("timed out")
@@ -242,4 +244,146 @@ def test_serve_stop_finishes_in_flight_and_requeues_the_rest(harness: Harness) -
     finished = drain(harness, q_out, 1)
     left = drain(harness, q_in, 3)
     assert len(finished) == 1 and len(left) == 3
-    assert {m.fqdn for m in left} | {m.fqdn for m in finished} == {f"h{n}.example." for n in (0, 1, 2, 4)}  # type: ignore[union-attr]
+    assert all(isinstance(m, ScanJob) for m in left) and all(isinstance(m, ScanResult) for m in finished)
+    assert _fqdns(left) | _fqdns(finished) == {f"h{n}.example." for n in (0, 1, 2, 4)}
+
+
+def _fqdns(messages: list[Message]) -> set[str]:
+    return {m.fqdn for m in messages if isinstance(m, ScanJob | ScanResult)}
+
+
+# -- consumers that die, and consumers that give back -------------------------------------
+# A consumer that dies holding a message loses it to the queue: it comes back counted, and past
+# max_redeliveries it is parked. One that gives a message back (a graceful stop) never counts.
+
+
+@pytest.mark.max_redeliveries(2)
+def test_a_message_that_keeps_killing_its_consumer_ends_in_the_dlq(harness: Harness) -> None:
+    q = harness.queue()
+    harness.transport.publish(q, job(1))
+    seen = []
+    for _ in range(3):  # its consumer dies holding it (on the broker: the process is killed -9), three times
+        headers = harness.die_holding(q)
+        assert headers is not None
+        seen.append(int(headers.get(REDELIVERIES_HEADER, 0)))
+    consumer = harness.transport.consumer(q, 1)
+    assert consumer.get(1.0) is None  # the fourth time it is parked instead
+    consumer.close()
+    assert seen == [0, 1, 2]
+    [dead] = harness.dead_letters(q)
+    assert decode(dead.body) == job(1)
+    assert "redelivered 3 times" in dead.reason
+
+
+@pytest.mark.max_redeliveries(2)
+def test_a_consumer_that_loses_its_connection_holding_a_message_counts_it(harness: Harness) -> None:
+    q = harness.queue()
+    harness.transport.publish(q, job(1))
+    for expected in (0, 1, 2):
+        consumer = harness.transport.consumer(q, 1)
+        delivery = get(consumer)
+        assert delivery.headers.get(REDELIVERIES_HEADER, 0) == expected
+        harness.lose_connection(consumer)
+        consumer.requeue(delivery)  # too late: the broker took it back with the connection
+        consumer.close()
+    consumer = harness.transport.consumer(q, 1)
+    assert consumer.get(1.0) is None
+    consumer.close()
+    [dead] = harness.dead_letters(q)
+    assert "redelivered 3 times" in dead.reason
+    assert harness.depth(q) == 0
+
+
+def _give_back_in_every_way(h: Harness, q: str, rounds: int) -> None:
+    """Hand the same message back ``rounds`` times, the ways a shutting-down service does."""
+    for n in range(rounds):
+        consumer = h.transport.consumer(q, 4)
+        delivery = get(consumer)
+        assert decode(delivery.body) == job(1)
+        way = n % 3
+        if way == 0:  # requeue: a SIGTERM before handling it, or publishing gave up
+            consumer.requeue(delivery)
+        elif way == 1:  # close with it unsettled: work that outlived the drain deadline
+            pass
+        else:  # prefetched, never handed out, and the consumer is cancelled (basic.cancel)
+            h.transport.publish(q, job(2))
+            h.until_prefetched(consumer)
+            consumer.cancel()
+            consumer.requeue(delivery)
+        consumer.close()
+        if way == 2:  # job 2 was given back by cancel(): take it off again, uncounted
+            other = h.transport.consumer(q, 4)
+            extra: list[Delivery] = []
+            while len(extra) < 2:
+                extra.append(get(other))
+            for d in extra:
+                if decode(d.body) == job(2):
+                    assert d.headers.get(REDELIVERIES_HEADER) is None
+                    other.ack(d)
+            other.close()
+
+
+@pytest.mark.max_redeliveries(2)
+def test_giving_a_message_back_is_not_a_redelivery_and_never_dead_letters_it(harness: Harness) -> None:
+    assert harness.max_redeliveries == 2
+    q = harness.queue()
+    harness.transport.publish(q, job(1))
+    _give_back_in_every_way(harness, q, rounds=9)  # three times the limit
+    assert harness.dead_letters(q) == []
+    consumer = harness.transport.consumer(q, 1)
+    delivery = get(consumer)  # still there, and still not counted
+    assert decode(delivery.body) == job(1)
+    assert delivery.redelivered  # it may have been partly handled: handlers must stay idempotent
+    assert delivery.headers.get(REDELIVERIES_HEADER) is None
+    returned = delivery.headers.get(RETURNED_HEADER, 0)
+    assert isinstance(returned, int) and returned >= 9
+    consumer.ack(delivery)
+    consumer.close()
+    assert harness.depth(q) == 0 and harness.dead_letters(q) == []
+
+
+@pytest.mark.max_redeliveries(2)
+def test_give_backs_do_not_reset_a_real_redelivery_count(harness: Harness) -> None:
+    q = harness.queue()
+    harness.transport.publish(q, job(1))
+    harness.die_holding(q)  # one real crash: counted
+    _give_back_in_every_way(harness, q, rounds=3)
+    consumer = harness.transport.consumer(q, 1)
+    delivery = get(consumer)
+    assert delivery.headers.get(REDELIVERIES_HEADER) == 1
+    consumer.close()  # given back once more
+    harness.die_holding(q)  # crash 2
+    harness.die_holding(q)  # crash 3: past max_redeliveries=2
+    consumer = harness.transport.consumer(q, 1)
+    assert consumer.get(1.0) is None
+    consumer.close()
+    [dead] = harness.dead_letters(q)
+    assert "redelivered 3 times" in dead.reason
+
+
+@pytest.mark.max_redeliveries(2)
+def test_repeated_graceful_stops_of_serve_never_dead_letter(harness: Harness) -> None:
+    """Scale-down after scale-down (SIGTERM drain with a deep prefetch): jobs survive them all."""
+    q_in, q_out = harness.queue("jobs"), harness.queue("results")
+    jobs = [job(n) for n in range(12) if n != 3]
+    harness.transport.publish_many([Outgoing(q_in, j) for j in jobs])
+    for _ in range(4):  # more stops than max_redeliveries=2
+        handler = _Scan(q_out, delay=0.3)
+        stop = threading.Event()
+        opts = ServeOptions(workers=1, prefetch=8, poll=0.05, drain_timeout=0.1)  # drain ends mid-scan
+        thread = _serve_in_thread(harness, q_in, handler, stop, opts)
+        _wait_for(lambda: handler.seen >= 1)  # noqa: B023 - waited on before the next round
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        time.sleep(0.5)  # the scan that outlived the drain finishes (its result is a duplicate)
+    assert harness.dead_letters(q_in) == []
+    consumer = harness.transport.consumer(q_in, 50)
+    left = []
+    while (delivery := consumer.get(0.5)) is not None:
+        assert delivery.headers.get(REDELIVERIES_HEADER) is None
+        left.append(decode(delivery.body))
+        consumer.ack(delivery)
+    consumer.close()
+    done = {r.job_id for r in drain(harness, q_out, harness.depth(q_out)) if isinstance(r, ScanResult)}
+    assert done | {j.job_id for j in left if isinstance(j, type(jobs[0]))} == {j.job_id for j in jobs}
