@@ -48,10 +48,11 @@ class StoreVerdict:
 
 @dataclass(frozen=True)
 class Deployment:
-    """One certificate chain a server sends (servers may send different ones per client)."""
+    """One certificate chain a server sends for the name scanned (servers may send different ones per client)."""
 
     received_chain: Sequence[x509.Certificate]  # as sent, leaf first
     verdicts: Sequence[StoreVerdict]  # the public trust stores
+    hostname_ok: bool  # the leaf covers the name scanned (``hostname_matches``); False without a leaf
     valid_order: bool | None = True
     custom: StoreVerdict | None = None  # custom_ca_file, when configured
 
@@ -141,16 +142,15 @@ def _unique(items: Iterable[Finding]) -> list[Finding]:
     return list(seen.values())
 
 
-def analyse(deployments: Sequence[Deployment], sni: str, threshold_s: int, now: datetime) -> list[Finding]:
+def analyse(deployments: Sequence[Deployment], threshold_s: int, now: datetime) -> list[Finding]:
     """The findings of one endpoint: errors (trust, name, order), else expiry warnings."""
     errors: list[Finding] = []
     warnings: list[Finding] = []
     for deployment in deployments:
         if not deployment.received_chain:
             continue
-        leaf = deployment.received_chain[0]
         errors += trust_findings(deployment.verdicts, deployment.custom)
-        if not hostname_matches(leaf, sni):
+        if not deployment.hostname_ok:
             errors.append(findings.error(findings.Code.HOSTNAME_MISMATCH))
         if deployment.valid_order is False:
             errors.append(findings.error(findings.Code.CHAIN_ORDER))

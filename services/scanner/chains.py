@@ -2,8 +2,8 @@
 
 SSLyze 6 validates with the ``cryptography`` verifier, whose messages are not the OpenSSL
 wording the original's CSV consumers know. nassl's ``CertificateChainVerifier`` (OpenSSL 1.1.1,
-shipped with sslyze) gives the X509_V_ERR code and its wording; it does no hostname check, which
-the analysis does itself.
+shipped with sslyze) gives the X509_V_ERR code and its wording; it does no hostname check, so
+``deployment_from`` matches the name once per chain and records it on the ``Deployment``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 from nassl._nassl import X509
 from nassl.cert_chain_verifier import CertificateChainVerificationFailed, CertificateChainVerifier
-from sslyze import CertificateDeploymentAnalysisResult, CertificateInfoScanResult, PathValidationResult
+from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDeploymentAnalysisResult
+from sslyze.plugins.certificate_info.implementation import CertificateInfoScanResult
+from sslyze.plugins.certificate_info.trust_stores.trust_store import PathValidationResult
 
 from services.scanner.analysis import Deployment, StoreVerdict, hostname_matches, verdict_for_code
 from shared import findings
@@ -65,6 +67,7 @@ def _is_custom(result: PathValidationResult, custom_ca_file: Path | None) -> boo
 
 
 def deployment_from(analysis: CertificateDeploymentAnalysisResult, sni: str, custom_ca_file: Path | None) -> Deployment:
+    """One chain as served for ``sni``, judged per trust store the way OpenSSL clients judge it."""
     chain = analysis.received_certificate_chain
     chain_pem = [cert.public_bytes(Encoding.PEM).decode("ascii") for cert in chain]
     hostname_ok = bool(chain) and hostname_matches(chain[0], sni)
@@ -81,7 +84,11 @@ def deployment_from(analysis: CertificateDeploymentAnalysisResult, sni: str, cus
     if custom is None or not custom.anchored:  # anchored in the custom CA: the public stores have no say
         public = [_store_verdict(r, chain_pem, hostname_ok) for r in results if not _is_custom(r, custom_ca_file)]
     return Deployment(
-        received_chain=chain, verdicts=public, valid_order=analysis.received_chain_has_valid_order, custom=custom
+        received_chain=chain,
+        verdicts=public,
+        hostname_ok=hostname_ok,
+        valid_order=analysis.received_chain_has_valid_order,
+        custom=custom,
     )
 
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from services.scanner.scan import Engine, Outcome, ScanSettings, Target
+from services.scanner.scan import Engine, EngineClosed, Outcome, ScanSettings, Target
 from shared.messages import Message, ScanJob, ScanResult, message_kind
 from shared.messages import result_for as job_result
 from shared.runner import Handler, PermanentError
-from shared.transport.base import REPORT, Outgoing
+from shared.transport.base import REPORT, ConnectionLost, Outgoing
 
 
 class ScannerHandler(Handler):
-    """Scans a batch concurrently (``handle_batch``): each batch is scanned concurrently, results are yielded as they finish."""
+    """Scans a batch of jobs concurrently (``handle_batch``); results are yielded as they finish."""
 
-    def __init__(self, settings: ScanSettings, engine: Engine | None = None) -> None:
+    def __init__(self, settings: ScanSettings) -> None:
         self.settings = settings
-        self.engine = engine or Engine(settings)
+        self.engine = Engine(settings)
 
     def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
         jobs: list[ScanJob] = []
@@ -25,8 +25,13 @@ class ScannerHandler(Handler):
                 raise PermanentError(f"the scanner handles scan jobs, not {message_kind(message)}")
             jobs.append(message)
         targets = [Target(ip=job.ip_address, port=job.port, sni=job.sni) for job in jobs]
-        for index, outcome in self.engine.scan_many(targets):
-            yield index, [Outgoing(REPORT, result_for(jobs[index], outcome))]
+        try:
+            for index, outcome in self.engine.scan_many(targets):
+                yield index, [Outgoing(REPORT, result_for(jobs[index], outcome))]
+        except EngineClosed as exc:
+            # The service is stopping (``close``): the jobs not answered stay unsettled and come back,
+            # which is what the runner does on a lost connection (no retries, no dead-lettering).
+            raise ConnectionLost(str(exc)) from exc
 
     def close(self) -> None:
         self.engine.close()

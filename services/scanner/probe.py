@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 
+from services.scanner.sockets import new_socket
 from shared import findings
 from shared.messages import Finding
 
@@ -52,7 +53,7 @@ def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None
     """None when ``ip:port`` answers a ClientHello in TLS within ``timeout`` seconds, else why not."""
     deadline = time.monotonic() + timeout
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with new_socket(family) as sock:  # owned by the endpoint's claim: its deadline can close it
         sock.settimeout(timeout)
         try:
             sock.connect((ip, port))

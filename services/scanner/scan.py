@@ -3,32 +3,39 @@
 We drive SSLyze's own building blocks (connectivity test, the CERTIFICATE_INFO scan jobs and their
 result analysis) on our own thread pools rather than through ``sslyze.Scanner``, because the
 Scanner cannot give what the scanner service needs:
-- its limits are per scan request: here every connection to an address takes a slot of that
-  address (``max_connections_per_ip``), whichever job it belongs to, so 100 names on one
-  server never mean 500 connections to it;
+- its limits are per scan request: here every connection to an address takes a unit of that
+  address (``admission``, ``max_connections_per_ip``), whichever job it belongs to, so 100 names on
+  one server never mean 500 connections to it;
 - it returns results only after every connectivity test of the batch and polls every 0.2 s:
   here each endpoint is reported as soon as it is done;
 - it has no deadline: here each endpoint has one (``scan_timeout``), and a fast probe costing at
   most one ``network_timeout`` turns away silent, refusing and plaintext endpoints first. The
-  clock measures the endpoint's own scan: endpoints queue per address and one starts only when a
-  connection slot of its address is reserved for it (so at most ``max_connections_per_ip`` of an
-  address are in progress, none ever waits on another), and 100 names behind one ingress IP take
-  their turns instead of timing out while they wait.
+  clock starts only once the endpoint's address admitted it, so 100 names behind one ingress IP
+  take their turns instead of timing out while they wait.
+
+A deadline ends the work it bounds. ``network_timeout`` bounds one socket operation, so a server
+that drip-feeds its handshake never trips it; instead every socket an endpoint's work opens (the
+probe's, the connectivity test's, each CERTIFICATE_INFO job's) belongs to the endpoint
+(``sockets``), and at the deadline the engine's watcher thread reports the endpoint as timed out,
+shuts all its sockets down and closes its lease: its worker threads and its address's units are
+free again within moments, whatever the server does. ``Engine.close`` ends every endpoint the same
+way, so shutdown never waits for a server.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import ipaddress
+import itertools
 import logging
 import queue
 import re
 import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.utils import CryptographyDeprecationWarning
-from sslyze import CertificateInfoExtraArgument, ServerNetworkConfiguration, ServerNetworkLocation
 from sslyze.errors import (
     ConnectionToServerFailed,
     ConnectionToServerTimedOut,
@@ -44,13 +50,20 @@ from sslyze.errors import (
     TlsHandshakeFailed,
     TlsHandshakeTimedOut,
 )
-from sslyze.plugins.certificate_info.implementation import CertificateInfoImplementation, CertificateInfoScanResult
+from sslyze.plugins.certificate_info.implementation import (
+    CertificateInfoExtraArgument,
+    CertificateInfoImplementation,
+    CertificateInfoScanResult,
+)
 from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
 from sslyze.plugins.plugin_base import ScanJob as SslyzeJob
 from sslyze.plugins.plugin_base import ScanJobResult
 from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivity_to_server
+from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
 from services.scanner import probe as probing
+from services.scanner import sockets
+from services.scanner.admission import AddressSlots, DeadlineExceeded, Lease
 from services.scanner.analysis import analyse, certificate_facts
 from services.scanner.chains import deployments_from
 from shared import findings
@@ -99,10 +112,6 @@ class Outcome:
     certificate: CertificateFacts | None = None
 
 
-class _DeadlineExceeded(Exception):
-    pass
-
-
 class _Aborted(Exception):
     """The endpoint cannot be analysed; ``finding`` says why."""
 
@@ -139,132 +148,6 @@ def connection_failure(exc: ConnectionToServerFailed) -> Finding:
     return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.error_message}")
 
 
-class _Address:
-    """One address's budget of ``limit`` connections. Each unit is free, reserved by an admitted
-    endpoint (its own connection, which it alone uses) or lent to an admitted endpoint for one more
-    connection at once. Endpoints wait for admission here, in order, before they start."""
-
-    def __init__(self, ip: str, limit: int, lock: threading.Lock) -> None:
-        self.ip = ip
-        self.free = limit
-        self.changed = threading.Condition(lock)  # a unit was freed: wakes connections waiting for one
-        self.waiting: deque[Callable[[_Lease], None]] = deque()  # never non-empty while ``free`` > 0
-
-
-class _AddressSlots:
-    """At most ``limit`` connections to one address at a time, across every scan of this process, and
-    at most ``limit`` endpoints of an address in progress: an endpoint starts only once a unit of its
-    address is reserved for it, so its deadline measures its own scan, never its wait for its turn."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._addresses: dict[str, _Address] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, ip: str, start: Callable[[_Lease], None]) -> None:
-        """Call ``start`` with a lease on ``ip`` now if it has a free unit, else when one comes back
-        (first come, first served)."""
-        with self._lock:
-            address = self._addresses.get(ip)
-            if address is None:
-                address = self._addresses[ip] = _Address(ip, self._limit, self._lock)
-            if address.free == 0:
-                address.waiting.append(start)
-                return
-            address.free -= 1
-        start(_Lease(self, address))
-
-    def unit_returned(self, address: _Address) -> Callable[[_Lease], None] | None:
-        """A unit comes back (the caller holds the lock): to the endpoint waiting longest, whose
-        ``start`` the caller then calls with a new lease outside the lock, else to the free ones."""
-        if address.waiting:
-            return address.waiting.popleft()
-        address.free += 1
-        address.changed.notify_all()
-        if address.free == self._limit:  # idle: forget it (nothing holds a unit, nobody waits)
-            del self._addresses[address.ip]
-        return None
-
-
-class _Lease:
-    """An admitted endpoint's hold on its address: the reserved unit for its own connections, plus
-    free units borrowed one connection at a time, so alone at its address it runs its handshakes at
-    once, and among others it still never waits on anyone but itself. ``close`` (when the endpoint
-    is done) returns the reserved unit as soon as its last connection ends."""
-
-    def __init__(self, slots: _AddressSlots, address: _Address) -> None:
-        self._slots = slots
-        self._address = address
-        self._own_busy = False
-        self._closed = False
-
-    def connection(self, deadline: float) -> _Connection:
-        return _Connection(self, deadline)
-
-    def acquire(self, deadline: float) -> bool:
-        """Wait for a unit until ``deadline``: True for the reserved one, False for a borrowed one."""
-        address = self._address
-        with address.changed:
-            while True:
-                if self._closed:  # the endpoint is done (timed out): its late connections are not made
-                    raise _DeadlineExceeded
-                if not self._own_busy:
-                    self._own_busy = True
-                    return True
-                if address.free > 0:
-                    address.free -= 1
-                    return False
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _DeadlineExceeded
-                address.changed.wait(remaining)
-
-    def release(self, own: bool) -> None:
-        address = self._address
-        start: Callable[[_Lease], None] | None = None
-        with address.changed:
-            if not own:
-                start = self._slots.unit_returned(address)
-            else:
-                self._own_busy = False
-                if self._closed:
-                    start = self._slots.unit_returned(address)
-                else:
-                    address.changed.notify_all()  # the endpoint's own other connections may wait for it
-        if start is not None:
-            start(_Lease(self._slots, address))
-
-    def close(self) -> None:
-        address = self._address
-        start: Callable[[_Lease], None] | None = None
-        with address.changed:
-            if self._closed:
-                return
-            self._closed = True
-            if self._own_busy:  # a connection still uses it: ``release`` gives it back
-                address.changed.notify_all()  # wakes the endpoint's waiting connections: they give up
-            else:
-                start = self._slots.unit_returned(address)
-        if start is not None:
-            start(_Lease(self._slots, address))
-
-
-class _Connection:
-    """Holds one connection unit of a lease (a plain class: sslyze's exceptions are frozen
-    dataclasses, and ``contextlib.contextmanager`` fails re-raising them through a generator)."""
-
-    def __init__(self, lease: _Lease, deadline: float) -> None:
-        self._lease = lease
-        self._deadline = deadline
-        self._own = False
-
-    def __enter__(self) -> None:
-        self._own = self._lease.acquire(self._deadline)
-
-    def __exit__(self, *exc: object) -> None:
-        self._lease.release(self._own)
-
-
 def _load_trust_stores() -> None:
     """Parse SSLyze's bundled stores once, up front, rather than racing to in the first scans; one of
     their roots has a negative serial that ``cryptography`` warns about (not ours to fix)."""
@@ -273,156 +156,332 @@ def _load_trust_stores() -> None:
         TrustStoresRepository.get_default()
 
 
+class EngineClosed(RuntimeError):
+    """The engine was closed: targets it had not reported by then never will be."""
+
+
+class _Batch:
+    """One ``scan_many`` call: its targets' outcomes in the order they were settled."""
+
+    def __init__(self, size: int) -> None:
+        self._done: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
+        self._pending = set(range(size))
+
+    def put(self, index: int, outcome: Outcome) -> None:
+        self._done.put((index, outcome))
+
+    def close(self) -> None:
+        """The engine closed: what is not settled by now never will be."""
+        self._done.put(None)
+
+    def outcomes(self) -> Iterator[tuple[int, Outcome]]:
+        """Each target's outcome once, as it is settled (a timeout at its deadline, by the watcher)."""
+        while self._pending:
+            item = self._done.get()
+            if item is None:
+                raise EngineClosed(f"the scan engine closed with {len(self._pending)} targets not scanned")
+            index, outcome = item
+            self._pending.discard(index)  # each target is settled once (``_Endpoint.settle``)
+            yield index, outcome
+
+
+def _timed_out(scanned_at: datetime, scan_timeout: float) -> Outcome:
+    finding = findings.error(findings.Code.SCAN_TIMEOUT, f"scan did not finish within {scan_timeout:g}s")
+    return Outcome([finding], scanned_at, scan_timeout)
+
+
+class _Endpoint:
+    """One admitted target's scan: its clock, its lease, its sockets and its one outcome.
+
+    Whoever settles it first wins: its worker with the scan's outcome, the deadline watcher with a
+    timeout, or ``Engine.close`` with none at all. Whatever of its work still runs then is ended
+    (``end``): every socket it has open is shut down and its lease closed."""
+
+    def __init__(self, batch: _Batch, index: int, target: Target, lease: Lease, scan_timeout: float) -> None:
+        self.batch = batch
+        self.index = index
+        self.target = target
+        self.lease = lease
+        self.scan_timeout = scan_timeout
+        self.started = time.monotonic()
+        self.scanned_at = datetime.now(UTC)
+        self.deadline = self.started + scan_timeout
+        self.sockets = sockets.SocketOwner()
+        self._lock = threading.Lock()
+        self._settled = False
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def settle(self, outcome: Outcome | None) -> bool:
+        """Report ``outcome`` (None: report nothing) unless the endpoint was settled already."""
+        with self._lock:
+            if self._settled:
+                return False
+            self._settled = True
+        if outcome is not None:
+            self.batch.put(self.index, outcome)
+        return True
+
+    def expire(self) -> None:
+        """The deadline passed (on the watcher): report the timeout now, then end the work."""
+        if self.settle(_timed_out(self.scanned_at, self.scan_timeout)):
+            log.warning("scan of %s exceeded %gs", self.target, self.scan_timeout)
+        self.end()
+
+    def cancel(self) -> None:
+        """The engine closes: nothing is reported (the job goes back to its queue); the work ends."""
+        self.settle(None)
+        self.end()
+
+    def end(self) -> None:
+        """Shut every socket of the endpoint down and close its lease: its worker threads wake from
+        whatever they were waiting on, its connections' units go back. Any thread; idempotent."""
+        self.sockets.abort()
+        self.lease.close()
+
+    def check(self) -> None:
+        """Between steps on the worker: raise when the endpoint is already settled."""
+        if self._settled:
+            raise DeadlineExceeded
+
+
+class _Deadlines:
+    """The engine's deadline watcher: one thread that ends each endpoint's work at its deadline,
+    whatever its threads are blocked on, and reports its timeout then (not when the consumer next
+    finds the time to look)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._heap: list[tuple[float, int, _Endpoint]] = []
+        self._order = itertools.count()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._watch, name="dcc-scan-deadlines", daemon=True)
+        self._thread.start()
+
+    def watch(self, endpoint: _Endpoint) -> None:
+        with self._changed:
+            heapq.heappush(self._heap, (endpoint.deadline, next(self._order), endpoint))
+            self._changed.notify()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1.0)
+
+    def _due(self) -> list[_Endpoint] | None:
+        """Wait for the next deadline; the endpoints due then, or None once stopped."""
+        with self._changed:
+            while not self._stopped:
+                now = time.monotonic()
+                if self._heap and self._heap[0][0] <= now:
+                    due: list[_Endpoint] = []
+                    while self._heap and self._heap[0][0] <= now:
+                        due.append(heapq.heappop(self._heap)[2])
+                    return due
+                self._changed.wait(self._heap[0][0] - now if self._heap else None)
+            return None
+
+    def _watch(self) -> None:
+        while (due := self._due()) is not None:
+            for endpoint in due:
+                try:
+                    endpoint.expire()  # a no-op report for an endpoint that finished in time
+                except Exception:
+                    log.exception("ending the scan of %s at its deadline failed", endpoint.target)
+
+
 class Engine:
-    """Scans endpoints; thread pools and per-address limits are shared by every batch."""
+    """Scans endpoints; thread pools, per-address limits and the deadline watcher are shared by every batch."""
 
     def __init__(self, settings: ScanSettings) -> None:
         self.settings = settings
+        sockets.install()  # SSLyze's sockets become the endpoint's, so that its deadline can close them
         self._endpoints = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="dcc-scan")
         # CERTIFICATE_INFO runs 4 handshakes per endpoint, concurrently so latency is one handshake.
         self._connections = ThreadPoolExecutor(max_workers=settings.concurrency * 4, thread_name_prefix="dcc-tls")
-        self._slots = _AddressSlots(settings.max_connections_per_ip)
+        self._slots = AddressSlots(settings.max_connections_per_ip)
         self._extra = (
             CertificateInfoExtraArgument(custom_ca_file=settings.custom_ca_file) if settings.custom_ca_file else None
         )
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when no worker runs any more
+        self._busy = 0  # endpoint workers and scan jobs running
+        self._live: set[_Endpoint] = set()
+        self._batches: set[_Batch] = set()
         self._closed = False
         _load_trust_stores()
+        self._deadlines = _Deadlines()
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, timeout: float = 2.0) -> bool:
+        """Stop: nothing new starts, every endpoint in progress is ended (sockets shut down, not
+        reported), every ``scan_many`` still iterating raises ``EngineClosed`` after what it had.
+        Waits up to ``timeout`` seconds for the workers to return; True when they all did."""
+        with self._lock:
+            self._closed = True
+            live, batches = list(self._live), list(self._batches)
+        self._slots.close()
         self._endpoints.shutdown(wait=False, cancel_futures=True)
         self._connections.shutdown(wait=False, cancel_futures=True)
+        for endpoint in live:
+            endpoint.cancel()
+        for batch in batches:
+            batch.close()
+        self._deadlines.stop()
+        until = time.monotonic() + timeout
+        with self._idle:
+            while self._busy:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
 
     def scan_many(self, targets: Sequence[Target]) -> Iterator[tuple[int, Outcome]]:
         """Yield ``(index, outcome)`` for every target as soon as it is done; never more than ``scan_timeout``
-        after its scan started. A scan starts when its address can take it (fewer than
-        ``max_connections_per_ip`` scans of that address in progress) and a worker is free: n names on
-        one address take about ceil(n / max_connections_per_ip) scan times, none of them timing out
-        for waiting."""
-        if self._closed:
-            raise RuntimeError("the scan engine is closed")
-        done: queue.Queue[tuple[int, Outcome]] = queue.Queue()
-        started: dict[int, tuple[float, datetime]] = {}
-        for index, target in enumerate(targets):
-            problem = target_problem(target)
-            if problem is not None:  # needs no connection, so no turn at its address
-                done.put((index, Outcome([problem], datetime.now(UTC))))
-                continue
-            # Queued per address: it reaches a worker (and its clock starts) only once its address has
-            # a unit reserved for it, so names sharing an address wait their turn without a deadline.
-            self._slots.admit(target.ip, functools.partial(self._start, index, target, started, done))
-        pending = set(range(len(targets)))
-        limit = self.settings.scan_timeout
-        while pending:
-            running = [started[i][0] for i in pending if i in started]
-            wait = min(running) + limit - time.monotonic() if running else 0.5
-            try:
-                index, outcome = done.get(timeout=max(0.01, min(wait, 0.5)))
-            except queue.Empty:
-                now = time.monotonic()
-                for index in sorted(i for i in pending if i in started and now >= started[i][0] + limit):
-                    pending.discard(index)
-                    log.warning("scan of %s exceeded %gs", targets[index], limit)
-                    yield index, self._timed_out(started[index][1])
-                continue
-            if index in pending:  # else: already reported as timed out
-                pending.discard(index)
-                yield index, outcome
+        after its scan started. A scan starts when its address admits it and a worker is free: n names
+        on one address take about ceil(n / max_connections_per_ip) scan times, none of them timing out
+        for waiting. Raises ``EngineClosed`` when the engine is (or gets) closed first."""
+        batch = _Batch(len(targets))
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the scan engine is closed")
+            self._batches.add(batch)
+        try:
+            for index, target in enumerate(targets):
+                problem = target_problem(target)
+                if problem is not None:  # needs no connection, so no turn at its address
+                    batch.put(index, Outcome([problem], datetime.now(UTC)))
+                else:
+                    self._slots.admit(target.ip, functools.partial(self._start, batch, index, target))
+            yield from batch.outcomes()
+        finally:
+            with self._lock:
+                self._batches.discard(batch)
 
     def scan_one(self, target: Target) -> Outcome:
         return next(outcome for _, outcome in self.scan_many([target]))
 
-    def _timed_out(self, scanned_at: datetime) -> Outcome:
-        limit = self.settings.scan_timeout
-        finding = findings.error(findings.Code.SCAN_TIMEOUT, f"scan did not finish within {limit:g}s")
-        return Outcome([finding], scanned_at, limit)
-
-    def _start(
-        self,
-        index: int,
-        target: Target,
-        started: dict[int, tuple[float, datetime]],
-        done: queue.Queue[tuple[int, Outcome]],
-        lease: _Lease,
-    ) -> None:
-        """The target's address has a unit for it: hand it to a worker (called by whoever freed the unit)."""
+    def _start(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
+        """The target's address admitted it: hand it to a worker (runs on whichever thread freed the unit)."""
         try:
-            self._endpoints.submit(self._run, index, target, lease, started, done)
-        except RuntimeError:  # the engine is closed (as before, what it had not started never finishes)
+            self._endpoints.submit(self._run, batch, index, target, lease)
+        except RuntimeError:  # the engine is closed: what it had not started never finishes
             lease.close()
 
-    def _run(
-        self,
-        index: int,
-        target: Target,
-        lease: _Lease,
-        started: dict[int, tuple[float, datetime]],
-        done: queue.Queue[tuple[int, Outcome]],
-    ) -> None:
-        start, scanned_at = time.monotonic(), datetime.now(UTC)
-        started[index] = (start, scanned_at)
+    def _enter(self, endpoint: _Endpoint | None = None) -> bool:
+        """A worker starts (with its endpoint, for an endpoint's worker); False if the engine is closed."""
+        with self._lock:
+            self._busy += 1
+            if endpoint is not None and not self._closed:
+                self._live.add(endpoint)
+            return not self._closed
+
+    def _leave(self, endpoint: _Endpoint | None = None) -> None:
+        with self._lock:
+            self._busy -= 1
+            if endpoint is not None:
+                self._live.discard(endpoint)
+            if not self._busy:
+                self._idle.notify_all()
+
+    def _run(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
+        """One endpoint's worker: its clock starts now; it settles the endpoint unless the deadline
+        watcher (or ``close``) did first, then ends whatever of its work is left."""
+        endpoint = _Endpoint(batch, index, target, lease, self.settings.scan_timeout)
+        try:
+            if not self._enter(endpoint):
+                endpoint.cancel()
+                return
+            self._deadlines.watch(endpoint)
+            endpoint.settle(self._outcome(endpoint))
+        finally:
+            endpoint.end()  # a job still running past the deadline ends; the next endpoint of this address may start
+            self._leave(endpoint)
+
+    def _outcome(self, endpoint: _Endpoint) -> Outcome:
         certificate: CertificateFacts | None = None
         try:
-            found, certificate = self._scan(target, start + self.settings.scan_timeout, lease)
+            with endpoint.sockets.claim():  # the probe's and the connectivity test's sockets
+                found, certificate = self._scan(endpoint)
         except _Aborted as exc:
             found = [exc.finding]
-        except _DeadlineExceeded:
-            found = self._timed_out(scanned_at).findings
+        except DeadlineExceeded:
+            found = _timed_out(endpoint.scanned_at, self.settings.scan_timeout).findings
         except Exception as exc:  # a bug here or in sslyze must become a row, not a lost endpoint
-            log.exception("scanning %s failed", target)
+            if not endpoint.settled:  # else its work was cut off, and this is how it broke: nobody hears of it
+                log.exception("scanning %s failed", endpoint.target)
             found = [findings.error(findings.Code.SCAN_ERROR, f"scan failed: {type(exc).__name__}: {exc}")]
-        finally:
-            lease.close()  # the next endpoint of this address may start (once this one's connections end)
-        done.put((index, Outcome(found, scanned_at, time.monotonic() - start, certificate)))
+        return Outcome(found, endpoint.scanned_at, time.monotonic() - endpoint.started, certificate)
 
-    def _scan(self, target: Target, deadline: float, lease: _Lease) -> tuple[list[Finding], CertificateFacts | None]:
-        settings = self.settings
-        with lease.connection(deadline):
-            timeout = min(settings.network_timeout, max(0.01, deadline - time.monotonic()))
-            failure = probing.probe(target.ip, target.port, target.sni, timeout)
+    def _scan(self, endpoint: _Endpoint) -> tuple[list[Finding], CertificateFacts | None]:
+        target = endpoint.target
+        failure = self._probe(endpoint)
         if failure is not None:
             return [failure], None
+        endpoint.check()
+        server = self._connectivity(endpoint)
+        endpoint.check()
+        result = self._certificate_info(server, endpoint)
+        endpoint.check()
+        deployments = deployments_from(result, target.sni, self.settings.custom_ca_file)
+        facts = certificate_facts(deployments[0].received_chain) if deployments else None
+        return analyse(deployments, self.settings.min_time_to_expiration, datetime.now(UTC)), facts
 
+    def _probe(self, endpoint: _Endpoint) -> Finding | None:
+        """One ClientHello first: silent, refusing and plaintext endpoints cost one timeout, not SSLyze's 11."""
+        target = endpoint.target
+        with endpoint.lease.connection(endpoint.deadline):
+            timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
+            return probing.probe(target.ip, target.port, target.sni, timeout)
+
+    def _connectivity(self, endpoint: _Endpoint) -> ServerConnectivityInfo:
+        """SSLyze's connectivity test: which TLS versions and ciphers its scan jobs may use."""
+        target = endpoint.target
         location = ServerNetworkLocation(hostname=target.sni, port=target.port, ip_address=target.ip)
         network = ServerNetworkConfiguration(
             tls_server_name_indication=target.sni,
-            network_timeout=settings.network_timeout,  # type: ignore[arg-type]  # annotated int, used as float
-            network_max_retries=settings.network_max_retries,
+            # sslyze annotates network_timeout as int but only hands it to socket timeouts, which take floats
+            network_timeout=self.settings.network_timeout,  # type: ignore[arg-type]
+            network_max_retries=self.settings.network_max_retries,
         )
-        with lease.connection(deadline):
+        with endpoint.lease.connection(endpoint.deadline):
             try:
-                probing_result = check_connectivity_to_server(location, network)
+                tls_probing = check_connectivity_to_server(location, network)
             except ConnectionToServerFailed as exc:
                 raise _Aborted(connection_failure(exc)) from None
-        server = ServerConnectivityInfo(
-            server_location=location, network_configuration=network, tls_probing_result=probing_result
+        return ServerConnectivityInfo(
+            server_location=location, network_configuration=network, tls_probing_result=tls_probing
         )
+
+    def _certificate_info(self, server: ServerConnectivityInfo, endpoint: _Endpoint) -> CertificateInfoScanResult:
+        """CERTIFICATE_INFO's handshakes at once (each on a unit of the lease), then SSLyze's analysis of them."""
         jobs = CertificateInfoImplementation.scan_jobs_for_scan_command(server, self._extra)
-        futures = [self._connections.submit(self._run_job, lease, job, deadline) for job in jobs]
-        results = [self._wait(future, deadline) for future in futures]
+        futures = [self._connections.submit(self._run_job, endpoint, job) for job in jobs]
+        results = [self._wait(future, endpoint.deadline) for future in futures]
         try:
-            result: CertificateInfoScanResult = CertificateInfoImplementation.result_for_completed_scan_jobs(
-                server, results
-            )
+            return CertificateInfoImplementation.result_for_completed_scan_jobs(server, results)
         except ConnectionToServerFailed as exc:
             raise _Aborted(connection_failure(exc)) from None
-        deployments = deployments_from(result, target.sni, settings.custom_ca_file)
-        facts = certificate_facts(deployments[0].received_chain) if deployments else None
-        found = analyse(deployments, target.sni, settings.min_time_to_expiration, datetime.now(UTC))
-        return found, facts
 
-    @staticmethod
-    def _run_job(lease: _Lease, job: SslyzeJob, deadline: float) -> ScanJobResult:
+    def _run_job(self, endpoint: _Endpoint, job: SslyzeJob) -> ScanJobResult:
+        """One scan job on a connection thread; its socket is the endpoint's (``claim``)."""
+        self._enter()
         try:
-            with lease.connection(deadline):
+            with endpoint.sockets.claim(), endpoint.lease.connection(endpoint.deadline):
                 value: Any = job.function_to_call(*job.function_arguments)
         except Exception as exc:  # handed to sslyze's analysis, which knows which ones are fatal
             return ScanJobResult(_return_value=None, _exception=exc)
+        finally:
+            self._leave()
         return ScanJobResult(_return_value=value, _exception=None)
 
     @staticmethod
     def _wait(future: Future[ScanJobResult], deadline: float) -> ScanJobResult:
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            raise _DeadlineExceeded from None
+        except (FutureTimeout, CancelledError):  # past the deadline, or the engine closed
+            raise DeadlineExceeded from None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from cryptography.x509 import DNSName
+from cryptography.x509 import Certificate, DNSName
 from sslyze import TrustStore
 from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDeploymentAnalyzer
 from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
@@ -46,6 +46,11 @@ def code_and_message(items: list[findings.Finding]) -> list[tuple[str, str]]:
 
 def all_fail(code: int, wording: str) -> list[StoreVerdict]:
     return [verdict_for_code(store, code, wording) for store in STORES]
+
+
+def served(chain: list[Certificate], sni: str, verdicts: list[StoreVerdict], valid_order: bool = True) -> Deployment:
+    """A chain as the scanner records it for ``sni``: the name matched against the leaf once, here."""
+    return Deployment(chain, verdicts, hostname_ok=hostname_matches(chain[0], sni), valid_order=valid_order)
 
 
 def test_openssl_codes_map_to_our_codes_with_openssl_wording() -> None:
@@ -112,14 +117,14 @@ def test_a_chain_foreign_to_the_custom_ca_is_judged_by_the_public_stores() -> No
 def test_warnings_only_when_the_endpoint_has_no_errors(pki: Authority) -> None:
     soon = pki.leaf("a.lab.test", start_days=-80, days=90).cert
     trusted = [StoreVerdict(s) for s in STORES]
-    healthy = Deployment(received_chain=[soon], verdicts=trusted)
-    assert [f.code for f in analyse([healthy], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.Code.CERT_EXPIRING]
+    healthy = served([soon], "a.lab.test", trusted)
+    assert [f.code for f in analyse([healthy], THIRTY_DAYS, NOW)] == [findings.Code.CERT_EXPIRING]
     # the same chain served under another name: the mismatch is an error, so no warning
-    assert code_and_message(analyse([healthy], "b.lab.test", THIRTY_DAYS, NOW)) == [
+    assert code_and_message(analyse([served([soon], "b.lab.test", trusted)], THIRTY_DAYS, NOW)) == [
         (findings.Code.HOSTNAME_MISMATCH, "subject does not match hostname")
     ]
-    misordered = Deployment(received_chain=[soon], verdicts=trusted, valid_order=False)
-    assert [f.code for f in analyse([misordered], "a.lab.test", THIRTY_DAYS, NOW)] == [findings.Code.CHAIN_ORDER]
+    misordered = served([soon], "a.lab.test", trusted, valid_order=False)
+    assert [f.code for f in analyse([misordered], THIRTY_DAYS, NOW)] == [findings.Code.CHAIN_ORDER]
 
 
 def test_expiry_is_compared_in_utc_at_the_exact_threshold(pki: Authority) -> None:
@@ -141,8 +146,8 @@ def test_every_certificate_of_the_served_chain_is_checked_and_rows_are_not_repea
     leaf = pki.leaf("x.lab.test", issuer=pki.expiring_intermediate).cert
     chain = [leaf, pki.expiring_intermediate.cert]
     trusted = [StoreVerdict(s) for s in STORES]
-    two = [Deployment(chain, trusted), Deployment(chain, trusted)]  # e.g. TLS 1.3 and 1.2 deployments
-    rows = analyse(two, "x.lab.test", THIRTY_DAYS, NOW)
+    two = [served(chain, "x.lab.test", trusted), served(chain, "x.lab.test", trusted)]  # e.g. TLS 1.3 and 1.2
+    rows = analyse(two, THIRTY_DAYS, NOW)
     assert [r.message.split('"')[1] for r in rows] == ["CN=Lab Expiring Intermediate CA,O=dns-cert-checker lab"]
 
 
@@ -183,7 +188,8 @@ def test_every_lab_chain_analysed_offline_gives_its_expected_findings(case: str,
     pem = [c.pem.decode() for c in spec.chain]
     result = CertificateDeploymentAnalyzer(DNSName(hostname), pem, None, stores).perform()
     deployment = deployment_from(result, hostname, ca_file)
-    found = analyse([deployment], hostname, THIRTY_DAYS, datetime.now(UTC))
+    assert deployment.hostname_ok == (case != "mismatch")
+    found = analyse([deployment], THIRTY_DAYS, datetime.now(UTC))
     assert tuple(code_and_message(found)) == spec.expected
 
 

@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from lab import Lab, LabEndpoint
 from services.scanner.handler import ScannerHandler
 from services.scanner.probe import CLOSED, probe
 from services.scanner.runner import make_handler, serve_options
-from services.scanner.scan import Engine, ScanSettings, Target, _AddressSlots, _DeadlineExceeded, _Lease
+from services.scanner.scan import Engine, ScanSettings, Target
 from shared import findings
 from shared.config import Config
 from shared.messages import ScanJob, ScanResult, ZonePlan, job_id
@@ -185,42 +184,11 @@ def test_many_names_on_one_slow_address_take_turns_without_timing_out(tmp_path: 
     assert came_out[0] < came_out[-1] / 2  # each reported when done, not all at the end of the batch
 
 
-def test_an_address_admits_endpoints_in_turn_and_lends_its_spare_connections() -> None:
-    slots = _AddressSlots(2)
-    admitted: list[tuple[int, _Lease]] = []
-
-    def start(n: int) -> Callable[[_Lease], None]:
-        return lambda lease: admitted.append((n, lease))
-
-    for n in range(3):
-        slots.admit("192.0.2.1", start(n))
-    assert [n for n, _ in admitted] == [0, 1]  # one unit each; the third waits for a unit
-    (_, first), (_, second) = admitted
-    later = time.monotonic() + 5
-    assert first.acquire(later) is True  # its own unit
-    with pytest.raises(_DeadlineExceeded):  # nothing spare to borrow: second holds the other unit
-        first.acquire(time.monotonic() + 0.05)
-    first.close()  # done (say, timed out) while a connection is still open: the unit stays taken
-    assert len(admitted) == 2
-    with pytest.raises(_DeadlineExceeded):  # and a done endpoint makes no new connections
-        first.acquire(later)
-    first.release(True)  # that connection ends: its unit goes to the endpoint waiting
-    assert [n for n, _ in admitted] == [0, 1, 2]
-    second.close()
-    third = admitted[2][1]
-    assert third.acquire(later) is True and third.acquire(later) is False  # alone: borrows the spare
-    third.release(False)
-    third.release(True)
-    third.close()
-    slots.admit("192.0.2.1", start(3))
-    assert [n for n, _ in admitted] == [0, 1, 2, 3]
-
-
 def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5))
     release = threading.Event()
 
-    def stuck(target: Target, deadline: float, lease: object) -> tuple[list[findings.Finding], None]:
+    def stuck(endpoint: object) -> tuple[list[findings.Finding], None]:
         release.wait(10)  # a scan that never returns by itself
         return [], None
 
@@ -241,7 +209,7 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
 def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0))
 
-    def broken(target: Target, deadline: float, lease: object) -> None:
+    def broken(endpoint: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(engine, "_scan", broken)
