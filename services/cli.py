@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
-SUBCOMMANDS = ("run", "fetch-zones", "collector", "resolver", "scanner", "reporter")
+SUBCOMMANDS = ("run", "fetch-zones", "collector", "resolver", "scanner", "reporter", "report")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +49,14 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
     )
     parser.add_argument("--quiet", action="store_true", help="no summary table on stdout")
+    _metrics_args(parser)
+    parser.add_argument(
+        "--metrics-file", default=None, help="write the metrics here for node_exporter's textfile collector"
+    )
+
+
+def _metrics_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     reporter = sub.add_parser("reporter", help="write each completed run's CSV/JSONL")
     _common(reporter)
     reporter.add_argument("--output-dir", required=True, type=Path)
+    _metrics_args(reporter)
+    report = sub.add_parser("report", help="the open problems (and deliveries) from the alert state")
+    _common(report)
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--by", choices=("endpoint", "certificate"), default="endpoint")
+    report.add_argument("--deliveries", action="store_true", help="pending and dead deliveries per receiver")
     return parser
 
 
@@ -110,6 +124,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         from services.collector import fetch_zones
 
         return fetch_zones.main(config, args.output)
+    if args.command == "report":
+        from services.reporter.alerts import report_main
+
+        return report_main(config, format=args.format, by=args.by, deliveries=args.deliveries)
     collector = _collector_options(args) if args.command == "collector" else None  # bad input before the broker
     transport = open_amqp()  # a malformed AMQP_URL is a ConfigError: one line, the password never quoted
     try:
@@ -123,7 +141,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return daemons.run_resolver(config, transport, stop)
             if args.command == "scanner":
                 return daemons.run_scanner(config, transport, stop, args.segment)
-            return daemons.run_reporter(config, transport, stop, args.output_dir)
+            return daemons.run_reporter(config, transport, stop, args.output_dir, metrics_port=args.metrics_port)
     finally:
         transport.close()
 
@@ -145,18 +163,23 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from services.collector.runs import CollectOptions, plan_run
     from services.pipeline import PipelineError, run_in_process
     from services.reporter.outputs import CsvFileSink
+    from services.reporter.runner import alerting_for
 
     run = plan_run(config, CollectOptions(zones_json=args.from_zones_json))
     sink = CsvFileSink(Path(args.output_csv) if args.output_csv else None, Path(args.jsonl) if args.jsonl else None)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    try:
-        with console.progress_bar(enabled=show_progress) as progress:
-            report = run_in_process(config, run, sink, progress=progress)
-    except PipelineError as exc:
-        print(f"dns-cert-checker: run {run.run_id} failed: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    with alerting_for(config, metrics_port=args.metrics_port, metrics_file=args.metrics_file) as alerting:
+        try:
+            with console.progress_bar(enabled=show_progress) as progress:
+                report = run_in_process(config, run, sink, progress=progress, alerting=alerting)
+        except PipelineError as exc:
+            print(f"dns-cert-checker: run {run.run_id} failed: {exc}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+        pending = alerting.flush(config.alerts.flush_timeout) if alerting and config.alerts else 0
     if not args.quiet:
         console.print_report(report, csv_path=args.output_csv)
+        if pending:
+            print(f"{pending} alert deliveries still pending: the next run (or the reporter service) sends them")
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 

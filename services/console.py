@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.reporter.report import RunReport
+from shared.logging import escape_controls
 
 MAX_ROWS_SHOWN = 100
 
@@ -37,6 +38,12 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+def _text(cell: str) -> str:
+    """Text from the network (names, certificate subjects, server messages) as plain text on one
+    line: never Rich markup, never a control character that breaks a table row or drives the terminal."""
+    return escape(escape_controls(cell))
+
+
 def print_report(report: RunReport, csv_path: str | None = None, console: Console | None = None) -> None:
     console = console or Console()
     if report.rows:
@@ -45,9 +52,8 @@ def print_report(report: RunReport, csv_path: str | None = None, console: Consol
             table.add_column(column, overflow="fold")
         for row in report.rows[:MAX_ROWS_SHOWN]:
             style = "red" if row.finding.status == "error" else "yellow"
-            # certificate subjects and names come from the network: never let them be markup
             cells = (row.finding.status, row.finding.code, row.endpoint(), row.fqdn, row.finding.message)
-            table.add_row(*(escape(cell) for cell in cells), style=style)
+            table.add_row(*(_text(cell) for cell in cells), style=style)
         console.print(table)
         if len(report.rows) > MAX_ROWS_SHOWN:
             console.print(f"... and {len(report.rows) - MAX_ROWS_SHOWN} more rows (see the CSV)")
@@ -55,10 +61,10 @@ def print_report(report: RunReport, csv_path: str | None = None, console: Consol
         by_code.add_column("code")
         by_code.add_column("count", justify="right")
         for code, count in sorted(report.counts_by_code().items()):
-            by_code.add_row(code, str(count))
+            by_code.add_row(_text(code), str(count))
         console.print(by_code)
     else:
         console.print("No findings: every endpoint is healthy.")
-    console.print(report.summary_line())
+    console.print(_text(report.summary_line()))  # it names the failed zones
     if csv_path:
-        console.print(f"CSV written to {csv_path}")
+        console.print(f"CSV written to {_text(csv_path)}")

@@ -41,10 +41,13 @@ def run_scanner(config: Config, transport: Transport, stop: threading.Event, seg
     return run_stage(transport, stage, stop)
 
 
-def run_reporter(config: Config, transport: Transport, stop: threading.Event, output_dir: Path) -> int:
+def run_reporter(
+    config: Config, transport: Transport, stop: threading.Event, output_dir: Path, *, metrics_port: int | None = None
+) -> int:
     from services.reporter import runner
 
-    return run_stage(transport, runner.directory_stage(config, output_dir), stop)
+    with runner.alerting_for(config, metrics_port=metrics_port) as alerting:
+        return run_stage(transport, runner.directory_stage(config, output_dir, alerting=alerting), stop)
 
 
 def run_stage(transport: Transport, stage: Stage[Handler], stop: threading.Event) -> int:

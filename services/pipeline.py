@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from services.collector.runs import PlannedRun, start_run
 from services.reporter import runner as reporter_runner
@@ -21,6 +22,9 @@ from services.resolver.segments import SegmentMap
 from shared.config import Config
 from shared.runner import Handler, Stage, serve_stage
 from shared.transport import InMemoryTransport
+
+if TYPE_CHECKING:
+    from services.reporter.alerts import Alerting
 
 Progress = Callable[[int, int], None]
 
@@ -36,6 +40,7 @@ def run_in_process(
     *,
     progress: Progress | None = None,
     lookup: Lookup | None = None,
+    alerting: Alerting | None = None,
 ) -> RunReport:
     """Run one whole job and return its report (also written to ``sink``)."""
     from services.scanner import runner as scanner_runner  # sslyze loads only when scanning
@@ -48,7 +53,8 @@ def run_in_process(
             reports.append(report)
             done.set()
 
-    reporter = reporter_runner.stage(config, sink, on_report=on_report)
+    # one process: a disk that refuses the report or the alert state fails the run, it is not waited for
+    reporter = reporter_runner.stage(config, sink, on_report=on_report, alerting=alerting, wait_for_storage=False)
     segments = SegmentMap(config.segments, config.default_segment).names()
     stages: list[Stage[Handler]] = [
         resolver_runner.stage(config, lookup),

@@ -10,9 +10,10 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
 
 import msgspec
+
+from shared.alerts_config import AlertsConfig
 
 
 class ConfigError(ValueError):
@@ -97,6 +98,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     default_segment: str | None = "default"  # None: unclaimed addresses become findings
     run_deadline: float = 3600.0  # reporter: a run with results missing this long is incomplete
     state_dir: str | None = None  # collector: remembered SOA serials and the records they named
+    alerts: AlertsConfig | None = None  # reporter: problem state, webhooks, Alertmanager, Slack
 
     def __post_init__(self) -> None:
         for port in self.ssl_ports:
@@ -184,7 +186,6 @@ class ZonesJsonRecord(msgspec.Struct, frozen=True):
 
 
 ZonesJson = dict[str, list[ZonesJsonRecord]]
-KnownType = Literal["A", "AAAA", "CNAME"]
 
 
 def load_zones_json(path: str | Path) -> dict[str, list[ZonesJsonRecord]]:

@@ -81,6 +81,9 @@ class ServeOptions:
     prefetch: int | None = None  # default: workers × batch_size × 2
     attempts: int = 3  # tries of a failing message before it is dead-lettered
     tick_interval: float = 1.0
+    # StorageUnavailable pauses the queue until storage works again (a service); False: it is an
+    # ordinary failure, retried then dead-lettered (one process, where nobody would free the disk)
+    wait_for_storage: bool = True
     drain_timeout: float = 30.0  # on stop: how long in-flight work may take to finish
     poll: float = 0.2
 
@@ -227,6 +230,8 @@ class _Server:
                 try:
                     outputs = _retrying(self.opts.attempts)(self.handler.handle, message)
                 except StorageUnavailable as exc:
+                    if not self.opts.wait_for_storage:
+                        raise
                     outputs = self._when_storage_returns(message, exc)
                 self._publish_then_ack(delivery, outputs)
             except (ConnectionLost, _Stopped):

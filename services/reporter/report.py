@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.logging import escape_controls
 from shared.messages import CertificateFacts, Finding, ScanResult
 
 CSV_COLUMNS = ("ip_address", "port", "fqdn", "status", "message")
@@ -35,14 +36,19 @@ class Row:
         return host if self.port is None else f"{host}:{self.port}"
 
     def log_line(self) -> str:
-        """The original's log format: ``ip:port - fqdn - message`` (name findings: ``fqdn - message``)."""
+        """The original's log format: ``ip:port - fqdn - message`` (name findings: ``fqdn - message``).
+
+        One line whatever the name or the certificate says: control characters are escaped.
+        """
         prefix = f"{self.endpoint()} - " if self.ip_address else ""
-        return f"{prefix}{self.fqdn} - {self.finding.message}"
+        return escape_controls(f"{prefix}{self.fqdn} - {self.finding.message}")
 
 
 @dataclass
 class RunReport:
     run_id: str
+    # When the run started as the reporter saw it: its RunStarted's time, but never later than the
+    # reporter received that message (a run cannot start in the future). Orders ``latest.csv``.
     started_at: datetime | None
     finished_at: datetime
     complete: bool

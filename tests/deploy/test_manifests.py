@@ -149,3 +149,30 @@ def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
     assert "pip install ." in text
     assert "USER 10001" in text
     assert 'ENTRYPOINT ["dns-cert-checker"]' in text
+
+
+def test_the_reporter_owns_its_alert_state_on_a_volume_alone() -> None:
+    config = msgspec.json.decode((K8S / "config" / "config.json").read_bytes(), type=Config)
+    assert config.alerts is not None
+    docs = load_all(K8S / "base" / "reporter.yaml")
+    [deployment] = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    state_dir = str(Path(config.alerts.state_file).parent)
+    assert state_dir in mounts and mounts[state_dir] in claims, "the state must survive the pod"
+    assert claims[mounts[state_dir]] in {d["metadata"]["name"] for d in by_kind(docs, "PersistentVolumeClaim")}
+    # every secret the receivers name comes from a Secret reference, never a literal value
+    named = {
+        getattr(r, field)
+        for r in config.alerts.receivers
+        for field in ("url_env", "secret_env")
+        if getattr(r, field, None)
+    }
+    env = {e["name"]: e for e in container["env"]}
+    assert named and all("secretKeyRef" in env[name]["valueFrom"] for name in named)
+    assert "--metrics-port" in container["args"]

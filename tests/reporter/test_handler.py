@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.reporter.handler import ReporterHandler
-from services.reporter.outputs import CsvFileSink, DirectorySink
+from services.reporter.outputs import CsvFileSink, DirectorySink, ReportSink
 from services.reporter.report import RunReport
 from shared import findings
 from shared.config import Config
@@ -252,7 +252,7 @@ def make_journalled(tmp_path: Path, **config):
     return handler, reports, clock
 
 
-class FlakySink:
+class FlakySink(ReportSink):
     """A sink whose disk is full for the first ``failures`` writes."""
 
     def __init__(self, inner, failures: int) -> None:
@@ -350,3 +350,42 @@ def test_certificate_text_is_never_terminal_markup():
     out = StringIO()
     print_report(report, console=Console(file=out, width=300))
     assert subject in out.getvalue()
+
+
+def start_run(handler: ReporterHandler, run_id: str, started_at: datetime) -> None:
+    handler.handle(RunStarted(run_id=run_id, started_at=started_at, zones=["a.test"]))
+
+
+def finish_run(handler: ReporterHandler, run_id: str) -> None:
+    """Complete the run with one row that names it: ``<run_id>.a.test``."""
+    loop = LocatedFinding(fqdn=f"{run_id}.a.test", finding=findings.error(findings.Code.CNAME_LOOP, "CNAME loop"))
+    handler.handle(ZonePlan(run_id=run_id, zone="a.test", jobs=[], findings=[loop]))
+
+
+def latest_run(directory: Path) -> str:
+    """Which run ``latest.csv`` is the report of (its rows name it, see ``finish_run``)."""
+    (row,) = read_csv(directory / "latest.csv")[1:]
+    return row[2].removesuffix(".a.test")
+
+
+def test_latest_csv_follows_the_run_that_started_last_not_the_run_id_order(tmp_path):
+    handler = ReporterHandler(Config(), DirectorySink(tmp_path), wall_clock=lambda: NOW + timedelta(days=1))
+    start_run(handler, "zzzz-started-first", NOW)
+    start_run(handler, "aaaa-started-second", NOW + timedelta(minutes=5))
+    finish_run(handler, "aaaa-started-second")
+    finish_run(handler, "zzzz-started-first")  # completes last, but is older news
+    assert latest_run(tmp_path) == "aaaa-started-second"
+    start_run(handler, "mmmm-started-third", NOW + timedelta(minutes=10))
+    finish_run(handler, "mmmm-started-third")
+    assert latest_run(tmp_path) == "mmmm-started-third"
+
+
+def test_a_restarted_reporter_keeps_latest_csv_on_the_run_that_started_last(tmp_path):
+    later = NOW + timedelta(hours=1)
+    first = ReporterHandler(Config(), DirectorySink(tmp_path), wall_clock=lambda: later)
+    start_run(first, "b-newer", later)
+    finish_run(first, "b-newer")
+    second = ReporterHandler(Config(), DirectorySink(tmp_path), wall_clock=lambda: later)  # a new process
+    start_run(second, "c-older", NOW)
+    finish_run(second, "c-older")
+    assert latest_run(tmp_path) == "b-newer"
