@@ -10,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
+from typing import TextIO
 
 # Where a second URL starts inside one whitespace-free token (``a:x@h1/,amqp://b:y@h2/``). Only
 # well-known schemes, after a non-scheme character: a password containing ``xyz://`` must not
@@ -168,9 +169,9 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
-def setup_logging(level: int = logging.WARNING, stream: object = None) -> None:
+def setup_logging(level: int = logging.WARNING, stream: TextIO | None = None) -> None:
     """Configure the root logger once: ``LEVEL name: message`` lines on stderr."""
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
