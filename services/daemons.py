@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from shared.config import Config
 from shared.runner import Handler, Stage, serve_stage
-from shared.transport import Transport, TransportError
+from shared.transport import BrokerRefused, Transport, TransportError
 
 if TYPE_CHECKING:
     from services.collector.service import CollectorOptions
@@ -26,6 +26,7 @@ log = logging.getLogger("dcc.daemon")
 
 EXIT_OK = 0
 EXIT_BROKER = 1  # the broker stayed away past every retry: let the supervisor restart us
+EXIT_REFUSED = 2  # the broker refused our user, password or vhost: a configuration error, as bad input is
 
 
 def run_resolver(config: Config, transport: Transport, stop: threading.Event) -> int:
@@ -66,6 +67,9 @@ def _guarded(transport: Transport, what: str, stop: threading.Event, body: Calla
     try:
         log.info("serving %s on %r", what, transport)
         status = body()
+    except BrokerRefused as exc:  # never retried: one line, and a status that says "fix the config"
+        log.error("cannot serve %s: %s", what, exc)
+        return EXIT_REFUSED
     except TransportError as exc:
         if stop.is_set():
             log.warning("stopped %s while the broker was away: %s", what, exc)

@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from shared.messages import DecodeError, Message, decode, message_kind
-from shared.transport.base import ConnectionLost, Consumer, Delivery, Outgoing, Transport
+from shared.transport.base import BrokerRefused, ConnectionLost, Consumer, Delivery, Outgoing, Transport
 
 log = logging.getLogger("dcc.runner")
 
@@ -234,7 +234,7 @@ class _Server:
                         raise
                     outputs = self._when_storage_returns(message, exc)
                 self._publish_then_ack(delivery, outputs)
-            except (ConnectionLost, _Stopped):
+            except (ConnectionLost, BrokerRefused, _Stopped):  # not the message's fault: it goes back
                 _give_back(self.consumer, [delivery, *(d for d, _ in remaining.values())])
                 return
             except Exception as exc:
@@ -251,7 +251,7 @@ class _Server:
             for index, outputs in self.handler.handle_batch([m for _, m in items]):
                 self._publish_then_ack(remaining[index][0], outputs)
                 del remaining[index]
-        except ConnectionLost:
+        except (ConnectionLost, BrokerRefused):
             _give_back(self.consumer, [d for d, _ in remaining.values()])
             return False
         except Exception as exc:  # the batch broke: what is left is tried one by one
@@ -306,7 +306,7 @@ def _retrying(attempts: int) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_not_exception_type((PermanentError, ConnectionLost, StorageUnavailable)),
+        retry=retry_if_not_exception_type((PermanentError, ConnectionLost, BrokerRefused, StorageUnavailable)),
         reraise=True,
         before_sleep=lambda state: log.warning(
             "attempt %d failed (%s); retrying",

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from services.collector.runs import CollectOptions, plan_run, start_run
 from shared.config import Config, ConfigError
-from shared.transport import REPORT, RESOLVE, Transport, TransportError
+from shared.transport import REPORT, RESOLVE, BrokerRefused, Transport, TransportError
 
 log = logging.getLogger("dcc.collector")
 
@@ -87,6 +87,8 @@ def run_once(config: Config, transport: Transport, options: CollectOptions) -> i
     print(run.run_id, flush=True)
     try:
         start_run(transport, run)
+    except BrokerRefused:
+        raise  # wrong credentials are not an outage: the service stops (exit 2), it does not loop
     except TransportError as exc:
         log.error("run %s not published: %s", run.run_id, exc)
         return EXIT_PUBLISH_FAILED

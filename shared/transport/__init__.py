@@ -12,6 +12,7 @@ from typing import Any
 from shared.transport.base import (
     REPORT,
     RESOLVE,
+    BrokerRefused,
     ConnectionLost,
     Consumer,
     DeadLetter,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_AMQP_URL",
     "REPORT",
     "RESOLVE",
+    "BrokerRefused",
     "ConnectionLost",
     "Consumer",
     "DeadLetter",

@@ -43,6 +43,12 @@ class ConnectionLost(TransportError):
     """The broker went away mid-work; an unsettled delivery will come back by itself."""
 
 
+class BrokerRefused(TransportError):
+    """The broker refused us: wrong user or password (``ACCESS_REFUSED``), a vhost the user may not
+    use (``NOT_ALLOWED``), or a name the user has no permission on. A configuration error: retrying
+    cannot help, so nothing retries it; a service exits with a distinct status. Never names the password."""
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message a handler wants sent, and where."""

@@ -115,10 +115,10 @@ class FlakyProxy:
     def _drop(self, sock: socket.socket, *, reset: bool) -> None:
         """Close a pair; ``reset``: abortively (RST), as a dead broker's host answers."""
         other = self._peers.pop(sock, None)
-        pair = [sock] if other is None else [sock, other]
-        if other is not None:
-            self._peers.pop(other, None)
-        for one in pair:
+        if other is None:
+            return  # the other end of a pair dropped already
+        self._peers.pop(other, None)
+        for one in (sock, other):
             self._selector.unregister(one)
             if reset:
                 one.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

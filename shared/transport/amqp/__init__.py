@@ -2,7 +2,10 @@
 
 - ``url``: the broker URL and the parameters of every connection;
 - ``topology``: exchange and queue names, declared from one place;
+- ``client``: pika, imported once, and pika's own log records turned into DEBUG lines;
 - ``retry``: what a broken connection looks like, and how long we reconnect;
+- ``health``: the broker as the whole transport sees it: an outage logged once (lost, back after
+  N s), and a refusal (wrong credentials, vhost, permissions) as ``BrokerRefused``, never retried;
 - ``links``: the pool of publisher connections and its heartbeat pump;
 - ``consumer``: one connection per consumer, settles from any thread, redelivery counting;
 - ``transport``: ``AmqpTransport``, tying them together, with the operator helpers.

@@ -3,7 +3,9 @@
 Acks and nacks may come from worker threads; they are queued and applied by the owner thread,
 woken through ``add_callback_threadsafe`` (pika connections are not thread-safe). A lost
 connection is reopened on the next ``get``; delivery tags are per channel, so settles of a
-delivery from an older channel are void (the broker requeued it with the channel).
+delivery from an older channel are void (the broker requeued it with the channel). A lost
+connection is told through the transport's ``BrokerHealth`` (once per outage, not per consumer);
+a refusal (``BrokerRefused``) comes out of ``get``, even one a publisher of the transport met.
 
 Redeliveries (``shared.transport.redelivery``): the broker sets ``redelivered`` but classic
 queues do not count, so the consumer counts. A delivery the broker redelivered is republished
@@ -29,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from shared.logging import redact
 from shared.transport.base import ConnectionLost, Consumer, Delivery, TransportError
 from shared.transport.redelivery import (
     REDELIVERIES_HEADER,
@@ -40,6 +41,7 @@ from shared.transport.redelivery import (
 )
 
 from .client import BlockingChannel, pika, px
+from .health import brief
 from .retry import TRANSIENT, Broken, quiet_close
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class AmqpConsumer(Consumer):
         self._held: dict[object, _Held] = {}
         self._held_lock = threading.Lock()
         self._generation = 0  # delivery tags are per channel: settles of older channels are void
+        self._epoch = 0  # the outage the connection was opened after (``BrokerHealth``)
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._consumer_tag: str | None = None
@@ -94,21 +97,23 @@ class AmqpConsumer(Consumer):
             raise ConnectionLost(f"consume {self.queue}: gave up: {exc}") from None
 
     def _open(self) -> None:
-        try:
-            connection = pika.BlockingConnection(self._t.parameters(f"consume:{self.queue}"))
-        except TRANSIENT as exc:
-            raise Broken(f"cannot connect: {exc!r}") from exc
+        health = self._t.health
+        connection, epoch = health.connect(self._t.parameters(f"consume:{self.queue}"))  # or Broken, BrokerRefused
         generation = self._generation + 1
         try:
             channel, tag = self._start_consuming(connection, generation)
         except px.ChannelClosedByBroker as exc:
             quiet_close(connection)
+            refused = health.refusal(exc, f"consume {self.queue}")
+            if refused is not None:
+                raise refused from None
             raise TransportError(f"cannot consume {self.queue}: {exc}") from None
         except TRANSIENT as exc:
             quiet_close(connection)
-            raise Broken(f"cannot consume: {exc!r}") from exc
+            health.broke(exc, epoch)
+            raise Broken(f"cannot consume: {brief(exc)}") from exc
         self._connection, self._channel, self._consumer_tag = connection, channel, tag
-        self._generation = generation
+        self._generation, self._epoch = generation, epoch
         self._buffer.clear()
         self._unsettled.clear()
         self._forget_held()
@@ -124,9 +129,14 @@ class AmqpConsumer(Consumer):
         return channel, tag
 
     def _lost(self, exc: BaseException) -> None:
-        log.warning("connection for %s lost (%s); reconnecting", self.queue, redact(repr(exc)))
-        if self._connection is not None:
-            quiet_close(self._connection)
+        connection = self._connection
+        if isinstance(exc, px.ChannelClosedByBroker) or (connection is not None and connection.is_open):
+            # the broker closed our channel only (a consumer timeout, a deleted queue): ours to say
+            log.warning("consumer of %s closed by the broker (%s); reopening", self.queue, brief(exc))
+        else:
+            self._t.health.broke(exc, self._epoch)  # the outage, told once for the whole transport
+        if connection is not None:
+            quiet_close(connection)
         self._connection = self._channel = None
         # Those deliveries went back to the queue with the channel; the broker marks them
         # redelivered and their next consumer counts it: a lost consumer is what the count is for.
@@ -134,7 +144,7 @@ class AmqpConsumer(Consumer):
         self._forget_held()
         if not self._cancelled and not self._closed:
             self._connect()
-            log.warning("consuming %s again", self.queue)
+            log.debug("consuming %s again", self.queue)
 
     def _forget_held(self) -> None:
         with self._held_lock:
@@ -151,6 +161,9 @@ class AmqpConsumer(Consumer):
     def get(self, timeout: float) -> Delivery | None:
         deadline = time.monotonic() + timeout
         while True:
+            refused = self._t.health.refused
+            if refused is not None and not self._cancelled:
+                raise refused  # the service has to stop: nothing it does would be let through
             self._flush_settles()
             delivery = self._next_buffered()
             if delivery is not None:
@@ -270,6 +283,8 @@ class AmqpConsumer(Consumer):
         """Give ``back`` to the queue by republishing; how many made it (none while backing off)."""
         if not back or time.monotonic() - self._republish_failed_at < _REPUBLISH_BACKOFF:
             return 0
+        if self._t.health.refused is not None:
+            return 0  # the broker refuses us: nack them, without asking (or logging) again
         done = self._t.republish(self.queue, [(h.delivery.body, given_back(h.delivery.headers)) for h in back])
         if done < len(back):
             self._republish_failed_at = time.monotonic()
@@ -292,7 +307,8 @@ class AmqpConsumer(Consumer):
         try:
             self._t.publish_dead(self.queue, delivery.body, reason, delivery.headers)
         except TransportError as exc:
-            log.error("cannot dead-letter a message on %s (%s); requeueing it", self.queue, exc)
+            if self._t.health.refused is None:  # a refusal is told once, by whoever stops the service
+                log.error("cannot dead-letter a message on %s (%s); requeueing it", self.queue, exc)
             self._hand_back([held])
             return
         self._settle(delivery.tag, "ack")

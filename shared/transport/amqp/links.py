@@ -4,11 +4,12 @@ A thread takes a link for the duration of one call, so no link is ever used by t
 (pika connections are not thread-safe). BlockingConnection only heartbeats while its thread is
 inside a pika call, so a pump thread services idle links before their heartbeats lapse.
 Publishes are persistent, confirmed and ``mandatory``: an unroutable message raises instead of
-vanishing.
+vanishing. Breaks and reconnects are told through the transport's ``BrokerHealth`` (once per outage).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -17,9 +18,12 @@ from typing import TypeVar
 from shared.transport.base import ConnectionLost, TransportError
 
 from .client import pika, px
+from .health import BrokerHealth, brief
 from .retry import TRANSIENT, Broken, quiet_close, retrying
 
 T = TypeVar("T")
+
+log = logging.getLogger("dcc.amqp")
 
 
 def message_properties(headers: Mapping[str, object] | None) -> pika.BasicProperties:
@@ -31,10 +35,14 @@ def message_properties(headers: Mapping[str, object] | None) -> pika.BasicProper
 
 
 class Link:
-    """One publisher connection with a confirm channel. Used by one thread at a time."""
+    """One publisher connection with a confirm channel. Used by one thread at a time.
 
-    def __init__(self, params: pika.URLParameters) -> None:
-        self.connection = pika.BlockingConnection(params)
+    ``epoch``: the outage it was opened after (``BrokerHealth``), so its break can be told apart
+    from a new outage."""
+
+    def __init__(self, connection: pika.BlockingConnection, epoch: int) -> None:
+        self.connection = connection
+        self.epoch = epoch
         try:
             self.channel = self.connection.channel()
             self.channel.confirm_delivery()
@@ -61,8 +69,10 @@ class LinkPool:
         heartbeat: int,
         reconnect_for: float,
         abort: threading.Event,
+        health: BrokerHealth,
     ) -> None:
         self._parameters = parameters
+        self._health = health
         self._heartbeat = heartbeat
         self._reconnect_for = reconnect_for
         self._abort = abort
@@ -83,8 +93,9 @@ class LinkPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_once(self, what: str, fn: Callable[[Link], T]) -> T:
-        """One try: a link that breaks is dropped (``Broken``), a refusal is final (``TransportError``)."""
-        link = self._take()
+        """One try: a link that breaks is dropped (``Broken``), a refusal is final (``TransportError``;
+        ``BrokerRefused`` when the user lacks the permission)."""
+        link = self._take(what)
         try:
             result = fn(link)
         except px.UnroutableError:
@@ -92,10 +103,18 @@ class LinkPool:
             raise TransportError(f"{what}: not routed to any queue (is it declared?)") from None
         except px.ChannelClosedByBroker as exc:
             link.close()
+            refused = self._health.refusal(exc, what)
+            if refused is not None:
+                raise refused from None
             raise TransportError(f"{what}: refused by the broker: {exc}") from None
         except TRANSIENT as exc:
+            gone = isinstance(exc, (px.AMQPConnectionError, OSError)) or not link.connection.is_open
             link.close()
-            raise Broken(f"{what}: {exc!r}") from exc
+            if gone:
+                self._health.broke(exc, link.epoch)
+            else:  # the channel only (a nack, a channel in the wrong state): a fresh link will do
+                log.debug("%s: publisher channel failed (%s); on a new link", what, brief(exc))
+            raise Broken(f"{what}: {brief(exc)}") from exc
         self._give_back(link)
         return result
 
@@ -107,16 +126,24 @@ class LinkPool:
         for link in links:
             link.close()
 
-    def _take(self) -> Link:
+    def _take(self, what: str) -> Link:
         if self._closed.is_set():
             raise ConnectionLost("transport is closed")
+        self._health.check()  # refused once: refused for good, without asking the broker again
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+        connection, epoch = self._health.connect(self._parameters())  # BrokerRefused, or Broken to retry
         try:
-            link = Link(self._parameters())
+            link = Link(connection, epoch)
+        except px.ChannelClosedByBroker as exc:
+            refused = self._health.refusal(exc, what)
+            if refused is not None:
+                raise refused from None
+            raise TransportError(f"{what}: refused by the broker: {exc}") from None
         except TRANSIENT as exc:
-            raise Broken(f"cannot connect: {exc}") from exc
+            self._health.broke(exc, epoch)
+            raise Broken(f"cannot open a publisher channel: {brief(exc)}") from exc
         self._start_pump()
         return link
 
@@ -146,7 +173,8 @@ class LinkPool:
                 try:
                     link.connection.process_data_events(0)
                     link.used = time.monotonic()
-                except Exception:
-                    link.close()  # dead: the next publish opens a new one
+                except Exception as exc:  # dead: the next publish opens a new one (and tells of an outage)
+                    log.debug("idle publisher link gone (%s)", brief(exc))
+                    link.close()
                     continue
                 self._give_back(link)

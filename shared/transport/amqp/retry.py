@@ -34,15 +34,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 class Broken(Exception):
-    """Internal: a link or consumer connection broke; retried by tenacity."""
+    """Internal: a link or consumer connection broke, or could not be opened; retried by tenacity.
+    (A broker that refuses us raises ``BrokerRefused`` instead, which nothing retries.)"""
 
 
 def retrying(what: str, *, reconnect_for: float, abort: threading.Event, quick: bool = False) -> Retrying:
     """Retry ``Broken`` for ``reconnect_for`` seconds or until ``abort``; ``quick``: one retry (a stale link)."""
 
     def before_sleep(state: RetryCallState) -> None:
+        # DEBUG: the outage itself is told once per transport, when it starts and when it ends (``health``)
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: broker unavailable (%s); retry %d", what, redact(str(exc)), state.attempt_number)
+        log.debug("%s: broker unavailable (%s); retry %d", what, redact(str(exc)), state.attempt_number)
 
     stop = stop_after_delay(reconnect_for) | stop_when_event_set(abort)
     if quick:

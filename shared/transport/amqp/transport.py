@@ -17,6 +17,7 @@ from shared.transport.env import amqp_url_from_env, queue_prefix_from_env
 
 from .client import pika
 from .consumer import AmqpConsumer
+from .health import BrokerHealth
 from .links import Link, LinkPool
 from .retry import retrying
 from .topology import DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER, Topology
@@ -53,8 +54,13 @@ class AmqpTransport(Transport):
         self.topology = Topology(queue_prefix_from_env() if prefix is None else prefix)
         self._name = name
         self._abort = threading.Event()  # set: stop waiting for the broker to come back
+        self.health = BrokerHealth(self._params)  # outages told once for all connections; refusals stick
         self._links = LinkPool(
-            lambda: self.parameters("publish"), heartbeat=heartbeat, reconnect_for=reconnect_for, abort=self._abort
+            lambda: self.parameters("publish"),
+            heartbeat=heartbeat,
+            reconnect_for=reconnect_for,
+            abort=self._abort,
+            health=self.health,
         )
 
     def __repr__(self) -> str:
