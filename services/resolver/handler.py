@@ -2,6 +2,12 @@
 
 Pure apart from the injected ``lookup`` (names outside the zone). In-zone CNAME chains are
 followed from the snapshot itself, so a zone costs no DNS traffic unless it points outside.
+
+Every record's name (and CNAME target) is checked against DNS's length limits before anything
+else touches it (``shared.config.name_length_problem``): a longer one is an ``INVALID_RECORD``
+finding that quotes only its start, and is never made absolute, filtered, looked up or logged.
+The index keeps CNAME targets as the snapshot spells them (made absolute when followed), and
+findings share their code strings, so a large zone costs little more than its snapshot.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from services.resolver.dns_lookup import Lookup, LookupAnswer
 from services.resolver.names import absolute, covering_wildcards, in_zone, is_wildcard, wildcard_parent
 from services.resolver.segments import SegmentMap
 from shared import findings
-from shared.config import Config
+from shared.config import MAX_NAME_SPELLING, Config, name_length_problem, quote, shorten
 from shared.messages import (
+    Finding,
     LocatedFinding,
     Message,
     PlannedJob,
@@ -38,45 +45,69 @@ MAX_CNAME_DEPTH = 16
 
 @dataclass
 class _Zone:
-    """A snapshot indexed by absolute name."""
+    """A snapshot indexed by absolute name (only records whose names DNS can carry)."""
 
     name: str
     addresses: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    cnames: dict[str, str] = field(default_factory=dict)
+    cnames: dict[str, str] = field(default_factory=dict)  # owner → target as the record spells it
     invalid: list[LocatedFinding] = field(default_factory=list)
+    wildcards: bool = False  # any wildcard owner (else no name needs the covering-wildcard search)
+
+    def target(self, owner: str) -> str:
+        return absolute(self.cnames[owner], self.name)
+
+
+_LONGEST_ADDRESS = 45  # characters of the longest textual IPv6 address with an IPv4 tail
 
 
 def _index(snapshot: ZoneSnapshot) -> _Zone:
     zone = _Zone(normalise_zone(snapshot.zone))
     for record in snapshot.records:
+        problem = name_length_problem(record.name, zone.name)
+        if problem is not None:
+            zone.invalid.append(_invalid(_shown(record.name, zone.name), f"record name {quote(record.name)} {problem}"))
+            continue
         owner = absolute(record.name, zone.name)
         if record.type == "CNAME":
-            zone.cnames[owner] = absolute(record.target, zone.name)
+            problem = name_length_problem(record.target, zone.name)
+            if problem is not None:
+                zone.invalid.append(_invalid(owner, f"CNAME target {quote(record.target)} {problem}"))
+                continue
+            zone.cnames[owner] = record.target
+            zone.wildcards = zone.wildcards or is_wildcard(owner)
             continue
         try:
+            if len(record.target) > _LONGEST_ADDRESS + 16:  # room for surrounding blanks
+                raise ValueError("too long")
             address = ipaddress.ip_address(record.target.strip())
         except ValueError:
-            zone.invalid.append(
-                _name_finding(
-                    owner, findings.Code.INVALID_RECORD, f"{record.type} record has invalid address {record.target!r}"
-                )
-            )
+            zone.invalid.append(_invalid(owner, f"{record.type} record has invalid address {quote(record.target)}"))
             continue
         if (record.type == "A") != (address.version == 4):
             zone.invalid.append(
-                _name_finding(
-                    owner,
-                    findings.Code.INVALID_RECORD,
-                    f"{record.type} record has a v{address.version} address {record.target}",
-                )
+                _invalid(owner, f"{record.type} record has a v{address.version} address {record.target}")
             )
             continue
         zone.addresses[owner].append(address.compressed)
+        zone.wildcards = zone.wildcards or is_wildcard(owner)
     return zone
 
 
+def _shown(name: str, zone: str) -> str:
+    """The fqdn a finding about an over-long name gives: the start of the absolute name."""
+    return shorten(absolute(name[: MAX_NAME_SPELLING + 1], zone), 80)
+
+
+_CODES = {code: str(code) for code in findings.Code}  # one string per code, shared by every finding
+
+
 def _name_finding(fqdn: str, code: findings.Code, message: str) -> LocatedFinding:
-    return LocatedFinding(fqdn=fqdn, finding=findings.error(code, message))
+    """``findings.error`` for the resolver's many findings, with the code's one string."""
+    return LocatedFinding(fqdn=fqdn, finding=Finding(code=_CODES[code], status="error", message=message))
+
+
+def _invalid(fqdn: str, message: str) -> LocatedFinding:
+    return _name_finding(fqdn, findings.Code.INVALID_RECORD, message)
 
 
 class ResolverHandler(Handler):
@@ -117,7 +148,11 @@ class ResolverHandler(Handler):
             records=len(snapshot.records),
         )
         log.info(
-            "zone %s: %d records, %d jobs, %d findings", indexed.name, len(snapshot.records), len(jobs), len(problems)
+            "zone %s: %d records, %d jobs, %d findings",
+            shorten(indexed.name),
+            len(snapshot.records),
+            len(jobs),
+            len(problems),
         )
         return jobs, plan
 
@@ -126,10 +161,11 @@ class ResolverHandler(Handler):
         targets: dict[str, list[str]] = {}
         problems: list[LocatedFinding] = []
         cache: dict[str, LookupAnswer] = {}  # one lookup per out-of-zone name per zone
+        answers: dict[LookupAnswer, LookupAnswer] = {}  # equal answers (all "no nameservers") kept once
         for owner in [*zone.addresses, *zone.cnames]:
-            if owner in targets or _filtered(owner, self._filters):
+            if owner in targets or (self._filters and _filtered(owner, self._filters)):
                 continue
-            addresses, problem = self._addresses_of(owner, zone, cache)
+            addresses, problem = self._addresses_of(owner, zone, cache, answers)
             if problem is not None:
                 problems.append(problem)
             if addresses:
@@ -165,7 +201,7 @@ class ResolverHandler(Handler):
         return list(jobs.values()), unrouted
 
     def _addresses_of(
-        self, owner: str, zone: _Zone, cache: dict[str, LookupAnswer]
+        self, owner: str, zone: _Zone, cache: dict[str, LookupAnswer], answers: dict[LookupAnswer, LookupAnswer]
     ) -> tuple[list[str], LocatedFinding | None]:
         """Follow ``owner`` through in-zone CNAMEs (and wildcards) to addresses."""
         chain = [owner]
@@ -174,7 +210,7 @@ class ResolverHandler(Handler):
             if name in zone.addresses:
                 return zone.addresses[name], None
             if name in zone.cnames:
-                target = zone.cnames[name]
+                target = zone.target(name)
                 if target in chain:
                     path = " -> ".join(chain + [target])
                     return [], _name_finding(owner, findings.Code.CNAME_LOOP, f"CNAME loop: {path}")
@@ -186,8 +222,13 @@ class ResolverHandler(Handler):
                 name = target
                 continue
             if in_zone(name, zone.name):
-                covered = next(
-                    (w for w in covering_wildcards(name, zone.name) if w in zone.addresses or w in zone.cnames), None
+                covered = (
+                    next(
+                        (w for w in covering_wildcards(name, zone.name) if w in zone.addresses or w in zone.cnames),
+                        None,
+                    )
+                    if zone.wildcards
+                    else None
                 )
                 if covered is not None and covered not in chain:
                     chain.append(covered)
@@ -200,7 +241,8 @@ class ResolverHandler(Handler):
                 )
             answer = cache.get(name)
             if answer is None:
-                answer = cache[name] = self._lookup(name)
+                answer = self._lookup(name)
+                answer = cache[name] = answers.setdefault(answer, answer)
             if answer.addresses:
                 return list(answer.addresses), None
             if answer.nxdomain:
