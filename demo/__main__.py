@@ -11,10 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-from lab import start_lab
+from lab import ALL_CASES, start_lab
 from services import cli
 
 OUT = Path(os.environ.get("DCC_DEMO_DIR", "demo-out"))
+# The original's cases, and a few of the checks it did not have (lab/pki_cases.py).
+CASES = [*ALL_CASES, "lax_ca", "sha1", "rsa1024", "no_san", "expiring_critical"]
 
 
 def demo_zones(
@@ -34,7 +36,7 @@ def demo_zones(
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    with start_lab(OUT / "lab") as lab:
+    with start_lab(OUT / "lab", cases=CASES) as lab:
         valid = next(e for e in lab.endpoints if e.case == "valid")
         zones_path = OUT / "zones.json"
         zones_path.write_text(json.dumps(demo_zones(lab.zones_json(), lab.zone, valid.ip), indent=2))

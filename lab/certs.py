@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DAY = timedelta(days=1)
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Issued:
     """A certificate with its key."""
 
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
 
     @property
     def pem(self) -> bytes:
@@ -53,9 +54,12 @@ def issue(
     san: Sequence[str] = (),
     not_before: datetime,
     not_after: datetime,
+    key: PrivateKey | None = None,
+    bc_critical: bool = True,
 ) -> Issued:
-    """A certificate signed by ``issuer`` (self-signed when None)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A certificate signed by ``issuer`` (self-signed when None), for ``key`` (a new P-256 key when
+    None). ``bc_critical=False`` makes the CA certificate many private CAs have (RFC 5280 wants it critical)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     subject = _name(common_name)
     signer_key = issuer.key if issuer else key
     issuer_name = issuer.cert.subject if issuer else subject
@@ -82,7 +86,7 @@ def issue(
         encipher_only=False,
         decipher_only=False,
     )
-    builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=bc_critical)
     builder = builder.add_extension(usage, critical=True)
     if not ca:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

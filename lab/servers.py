@@ -20,7 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from lab import pki_cases
 from lab.certs import DAY, Authority, Issued, issue, make_authority
+from lab.pki_cases import CHECK_CASES
 from shared import findings
 
 Kind = Literal["tls", "refused", "hung", "plaintext"]
@@ -77,7 +79,7 @@ def _expiring(cert: Issued) -> tuple[str, str]:
     return warning.code, warning.message
 
 
-def _build_case(name: str, hostname: str, pki: Authority) -> _Case:
+def _build_case(name: str, hostname: str, pki: Authority, workdir: Path) -> _Case:
     """What the endpoint serves and what a scan with the lab CA as custom CA must report."""
     inter = pki.intermediate
     if name in ("valid", "valid6"):
@@ -118,6 +120,9 @@ def _build_case(name: str, hostname: str, pki: Authority) -> _Case:
         return _Case(name, "hung", expected=((findings.Code.CONNECT_TIMEOUT, HUNG_MESSAGE),))
     if name == "plaintext":
         return _Case(name, "plaintext", expected=((findings.Code.TLS_HANDSHAKE_FAILED, PLAINTEXT_MESSAGE),))
+    if name in CHECK_CASES:
+        built = pki_cases.build(name, hostname, pki, workdir)
+        return _Case(name, "tls", built.chain, built.chain[0], built.expected)
     raise ValueError(f"unknown lab case {name!r}; known: {', '.join(ALL_CASES)}")
 
 
@@ -277,6 +282,7 @@ def _context(case: _Case, directory: Path) -> ssl.SSLContext:
     key_file.write_bytes(case.key.key_pem)
     key_file.chmod(0o600)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # else OpenSSL 3 refuses to serve the weak-crypto cases
     context.load_cert_chain(chain_file, key_file)
     context.num_tickets = 0  # nobody resumes; saves work per handshake
     return context
@@ -293,19 +299,21 @@ def start_lab(
 ) -> Lab:
     """Generate the PKI into ``workdir`` and serve every case; ``port=0`` picks a free port."""
     wanted = list(cases) if cases is not None else list(ALL_CASES)
-    unknown = sorted(set(wanted) - set(ALL_CASES))
+    known = ALL_CASES + CHECK_CASES  # check cases only when asked for: the default lab is the original's
+    unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise ValueError(f"unknown lab cases {unknown}; known: {', '.join(ALL_CASES)}")
+        raise ValueError(f"unknown lab cases {unknown}; known: {', '.join(known)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     pki = make_authority(now)
     ca_file = workdir / "lab-ca.pem"
-    ca_file.write_bytes(pki.root.pem)
+    roots = [pki.root, *(pki_cases.extra_roots(pki) if set(wanted) & set(CHECK_CASES) else ())]
+    ca_file.write_bytes(b"".join(root.pem for root in roots))
     built = []
-    for name in (c for c in ALL_CASES if c in wanted):
-        ip = "::1" if name == "valid6" else f"{ip_prefix}{ALL_CASES.index(name) + 1}"
+    for name in (c for c in known if c in wanted):
+        ip = "::1" if name == "valid6" else f"{ip_prefix}{known.index(name) + 1}"
         hostname = f"{name.replace('_', '-')}.{zone}"
-        built.append((ip, hostname, _build_case(name, hostname, pki)))
+        built.append((ip, hostname, _build_case(name, hostname, pki, workdir)))
     contexts = {case.name: _context(case, workdir / "certs") for _, _, case in built if case.kind == "tls"}
 
     for _attempt in range(20):  # port=0: the first listener picks the port, the others may find it taken

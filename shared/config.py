@@ -21,7 +21,7 @@ import re
 import stat
 import warnings
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, BinaryIO, Literal
 
 import msgspec
 
@@ -492,6 +492,25 @@ ZoneSource = BindSource | ZoneFileSource
 
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
+ExpiryScope = Literal["chain", "served"]
+RevocationMode = Literal["off", "ocsp", "crl"]
+PUBLIC_MAX_VALIDITY_DAYS = 398  # CA/Browser Forum limit for publicly trusted server certificates
+
+# STARTTLS by port unless the config says otherwise ("none": direct TLS on that port).
+STARTTLS_PROTOCOLS = ("smtp", "imap", "pop3", "ftp", "ldap", "xmpp", "xmpp_server", "postgres", "rdp")
+DEFAULT_STARTTLS: dict[int, str] = {
+    25: "smtp",
+    587: "smtp",
+    143: "imap",
+    110: "pop3",
+    21: "ftp",
+    389: "ldap",
+    5222: "xmpp",
+    5269: "xmpp_server",
+    5432: "postgres",
+    3389: "rdp",
+}
+
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # --- the original's keys, same meaning ---
@@ -517,6 +536,16 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     run_deadline: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] = 3600.0
     state_dir: str | None = None  # collector: remembered SOA serials and the records they named
     alerts: AlertsConfig | None = None  # reporter: problem state, webhooks, Alertmanager, Slack
+    # --- certificate checks (scanner); the README's findings table says what each reports ---
+    critical_time_to_expiration: Annotated[int, msgspec.Meta(ge=0, le=100 * 365 * 86400)] = 7 * 86400  # error
+    expiry_scope: ExpiryScope = "chain"  # "chain": leaf + the chain clients verify; "served": every cert sent
+    max_validity_days: Annotated[int, msgspec.Meta(ge=0, le=100 * 365)] | None = None  # None: 398, public only
+    min_rsa_key_bits: Annotated[int, msgspec.Meta(ge=0, le=16384)] = 2048
+    min_ec_key_bits: Annotated[int, msgspec.Meta(ge=0, le=571)] = 256
+    strict_rfc5280_warnings: bool = True  # CA_NOT_STRICT: RFC 5280 violations that clients accept
+    revocation: RevocationMode = "off"  # active checks: "ocsp" or "crl" (stapled OCSP is always read)
+    revocation_timeout: Seconds = 5.0  # one OCSP or CRL fetch
+    starttls: dict[str, str] = {}  # port -> protocol (or "none"), over DEFAULT_STARTTLS
 
     def __post_init__(self) -> None:
         if not self.ssl_ports:
@@ -543,6 +572,24 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError:
                     raise ValueError(f"segments.{shorten(segment)}: {quote(cidr)} is not a network") from None
+
+        for port_text, protocol in self.starttls.items():
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ValueError(f"starttls: {quote(port_text)} is not a TCP port")
+            if protocol != "none" and protocol not in STARTTLS_PROTOCOLS:
+                raise ValueError(
+                    f"starttls.{port_text}: {quote(protocol)} is not one of {', '.join(STARTTLS_PROTOCOLS)} or none"
+                )
+
+    def starttls_ports(self) -> dict[int, str]:
+        """Port -> STARTTLS protocol: the defaults with the config's overrides ("none" removes one)."""
+        ports = dict(DEFAULT_STARTTLS)
+        for port_text, protocol in self.starttls.items():
+            if protocol == "none":
+                ports.pop(int(port_text), None)
+            else:
+                ports[int(port_text)] = protocol
+        return ports
 
     def compiled_name_filters(self) -> list[re.Pattern[str]]:
         return [re.compile(p) for p in self.name_filters]

@@ -32,6 +32,18 @@ class Code(StrEnum):
     TRUST_STORE_DISAGREEMENT = "TRUST_STORE_DISAGREEMENT"
     CERT_EXPIRING = "CERT_EXPIRING"
     CERT_INVALID = "CERT_INVALID"  # a validation error with no more specific code
+    # Certificate checks beyond the original's (README: "Findings").
+    CERT_EXPIRING_CRITICAL = "CERT_EXPIRING_CRITICAL"  # error: within critical_time_to_expiration
+    WEAK_SIGNATURE = "WEAK_SIGNATURE"  # error: SHA-1 or MD5 in the chain clients rely on
+    WEAK_KEY = "WEAK_KEY"  # error: RSA/EC key below the configured size, or DSA
+    CA_NOT_STRICT = "CA_NOT_STRICT"  # warning: violates RFC 5280 in a way OpenSSL and browsers accept
+    VALIDITY_TOO_LONG = "VALIDITY_TOO_LONG"  # warning: valid longer than max_validity_days
+    CERT_TOO_LARGE = "CERT_TOO_LARGE"  # error: certificate list over the 100 KiB OpenSSL clients accept
+    CERT_REVOKED = "CERT_REVOKED"  # error: a stapled or fetched OCSP response, or a CRL, says revoked
+    MUST_STAPLE_MISSING = "MUST_STAPLE_MISSING"  # error: must-staple leaf served without a staple
+    OCSP_STAPLE_UNVERIFIED = "OCSP_STAPLE_UNVERIFIED"  # warning: the stapled response cannot be verified
+    REVOCATION_UNKNOWN = "REVOCATION_UNKNOWN"  # warning: an active revocation check could not answer
+    BACKENDS_DISAGREE = "BACKENDS_DISAGREE"  # warning: the addresses of one name serve different leaves
     # Endpoint findings: the endpoint could not be analysed at all.
     CONNECT_REFUSED = "CONNECT_REFUSED"
     CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
@@ -39,6 +51,7 @@ class Code(StrEnum):
     TLS_HANDSHAKE_FAILED = "TLS_HANDSHAKE_FAILED"
     SCAN_TIMEOUT = "SCAN_TIMEOUT"
     SCAN_ERROR = "SCAN_ERROR"
+    STARTTLS_NOT_OFFERED = "STARTTLS_NOT_OFFERED"  # a STARTTLS port whose server does not offer it
     # Name findings.
     CNAME_LOOP = "CNAME_LOOP"
     DANGLING_CNAME = "DANGLING_CNAME"
@@ -73,6 +86,17 @@ _CATEGORIES: dict[Code, Category] = {
             Code.TRUST_STORE_DISAGREEMENT,
             Code.CERT_EXPIRING,
             Code.CERT_INVALID,
+            Code.CERT_EXPIRING_CRITICAL,
+            Code.WEAK_SIGNATURE,
+            Code.WEAK_KEY,
+            Code.CA_NOT_STRICT,
+            Code.VALIDITY_TOO_LONG,
+            Code.CERT_TOO_LARGE,
+            Code.CERT_REVOKED,
+            Code.MUST_STAPLE_MISSING,
+            Code.OCSP_STAPLE_UNVERIFIED,
+            Code.REVOCATION_UNKNOWN,
+            Code.BACKENDS_DISAGREE,
         ),
         Category.CERTIFICATE,
     ),
@@ -84,6 +108,7 @@ _CATEGORIES: dict[Code, Category] = {
             Code.TLS_HANDSHAKE_FAILED,
             Code.SCAN_TIMEOUT,
             Code.SCAN_ERROR,
+            Code.STARTTLS_NOT_OFFERED,
         ),
         Category.CONNECTION,
     ),
@@ -139,6 +164,11 @@ def error(code: Code, message: str | None = None) -> Finding:
     return Finding(code=str(code), status="error", message=text)
 
 
+def warning(code: Code, message: str) -> Finding:
+    """A ``warning`` finding (no warning has a fixed wording: each names what it is about)."""
+    return Finding(code=str(code), status="warning", message=message)
+
+
 def store_disagreement(store_name: str, inner: Finding) -> Finding:
     """One row per failing store when trust stores disagree: ``<Store> - <message>``."""
     return Finding(code=str(Code.TRUST_STORE_DISAGREEMENT), status="error", message=f"{store_name} - {inner.message}")
@@ -151,4 +181,23 @@ def expiring(subject_rfc4514: str, not_after: datetime) -> Finding:
         code=str(Code.CERT_EXPIRING),
         status="warning",
         message=f'certificate "{subject_rfc4514}" expiring at {when}',
+    )
+
+
+def _span(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return f"{days} day{'s' if days != 1 else ''}"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hours"
+    return f"{seconds} seconds"
+
+
+def expiring_critical(subject_rfc4514: str, not_after: datetime, threshold_s: int) -> Finding:
+    """The error past ``critical_time_to_expiration``: the original's warning text, and how close."""
+    when = not_after.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return Finding(
+        code=str(Code.CERT_EXPIRING_CRITICAL),
+        status="error",
+        message=f'certificate "{subject_rfc4514}" expiring at {when}, less than {_span(threshold_s)} from now',
     )

@@ -59,6 +59,16 @@ class LocatedFinding(msgspec.Struct, frozen=True, kw_only=True):
     finding: Finding
 
 
+class ChainCertificate(msgspec.Struct, frozen=True, kw_only=True):
+    """One certificate of the chain as the server sent it."""
+
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+
+
 class CertificateFacts(msgspec.Struct, frozen=True, kw_only=True):
     """What was learnt about the leaf, even when it is invalid (for JSONL and webhooks)."""
 
@@ -69,6 +79,12 @@ class CertificateFacts(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str
     san: list[str] = []
     chain_length: int = 1
+    # Added later (defaults keep older producers' results readable):
+    serial: str = ""  # hexadecimal
+    key_type: str = ""  # RSA, EC, DSA, Ed25519, Ed448
+    key_bits: int = 0
+    signature_algorithm: str = ""  # e.g. sha256WithRSAEncryption
+    chain: list[ChainCertificate] = []  # as sent, leaf first
 
 
 class RunStarted(_Msg, tag="run_started.v1", frozen=True):

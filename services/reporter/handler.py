@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from services.reporter import backends
 from services.reporter.alerts.state import AlertStateError
 from services.reporter.journal import RunJournal
 from services.reporter.outputs import ReportSink
@@ -271,6 +272,7 @@ def build_report(run: _Run, *, complete: bool, finished_at: datetime | None = No
             Row(result.zone, result.ip_address, result.port, result.fqdn, f, result.certificate, result.segment)
             for f in result.findings
         )
+    rows.extend(backends.disagreements(run.results.values(), order))  # needs every result: only here
     missing_jobs = run.missing_jobs()
     missing_zones = run.missing_zones()
     if not complete:

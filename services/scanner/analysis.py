@@ -4,9 +4,12 @@ The rules are the original tool's:
 - trust: when every store fails with the same OpenSSL error, one row with that wording; when the
   stores disagree, one row per failing store, ``<Store> - <message>``;
 - a name the leaf does not cover is an error, so is a chain sent in the wrong order;
-- expiry warnings (every certificate the server sent, UTC) only for endpoints without errors.
+- expiry warnings only for endpoints without errors.
 Ours on top: a chain that anchors in ``custom_ca_file`` is judged by that file alone, so a healthy
-private certificate has no findings and a broken one gets the one row its problem deserves.
+private certificate has no findings and a broken one gets the one row its problem deserves; the
+chain judged for expiry, weak signatures and weak keys is the one clients rely on (the verified
+chain; ``expiry_scope: "served"`` restores the original's every-certificate-sent rule for
+expiry); the checks of ``pki_checks`` and the stapled OCSP response (``revocation``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from services.scanner import pki_checks, revocation
 from shared import findings
-from shared.messages import CertificateFacts, Finding
+from shared.config import PUBLIC_MAX_VALIDITY_DAYS, Config, ExpiryScope
+from shared.messages import CertificateFacts, ChainCertificate, Finding
 
 # OpenSSL X509_V_ERR_* codes and our finding codes (the wording is OpenSSL's, see verdict_for_code).
 OPENSSL_CODES = {
@@ -38,12 +44,46 @@ UNANCHORED_CODES = frozenset({2, 18, 19, 20, 21})
 
 
 @dataclass(frozen=True)
+class CheckPolicy:
+    """The thresholds of the checks beyond the original's (config keys of the same names)."""
+
+    critical_time_to_expiration: int = 7 * 86400  # seconds; 0: no CERT_EXPIRING_CRITICAL
+    expiry_scope: ExpiryScope = "chain"  # "chain": leaf and the verified chain; "served": all sent
+    max_validity_days: int | None = None  # None: PUBLIC_MAX_VALIDITY_DAYS, not for custom-CA chains; 0: off
+    min_rsa_key_bits: int = 2048
+    min_ec_key_bits: int = 256
+    strict_rfc5280_warnings: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> CheckPolicy:
+        return cls(
+            critical_time_to_expiration=config.critical_time_to_expiration,
+            expiry_scope=config.expiry_scope,
+            max_validity_days=config.max_validity_days,
+            min_rsa_key_bits=config.min_rsa_key_bits,
+            min_ec_key_bits=config.min_ec_key_bits,
+            strict_rfc5280_warnings=config.strict_rfc5280_warnings,
+        )
+
+
+@dataclass(frozen=True)
 class StoreVerdict:
     """How one trust store judged a chain: ``finding`` is None when it trusts it."""
 
     store: str
     finding: Finding | None = None
     anchored: bool = True  # the chain reached one of this store's roots (whatever else went wrong)
+    verified_chain: tuple[x509.Certificate, ...] = ()  # the path to the store's root, when trusted
+    strict_problem: str | None = None  # trusted by OpenSSL, rejected by a strict RFC 5280 verifier: why
+
+
+@dataclass(frozen=True)
+class Stapling:
+    """What the handshake said about OCSP: the leaf's must-staple flag and the stapled response."""
+
+    must_staple: bool = False
+    response: ocsp.OCSPResponse | None = None
+    trusted: bool | None = None  # the stapled response verifies against a trust store
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,24 @@ class Deployment:
     hostname_ok: bool  # the leaf covers the name scanned (``hostname_matches``); False without a leaf
     valid_order: bool | None = True
     custom: StoreVerdict | None = None  # custom_ca_file, when configured
+    stapling: Stapling = Stapling()
+
+    @property
+    def anchored_in_custom(self) -> bool:
+        return self.custom is not None and self.custom.anchored
+
+    def deciding_verdict(self) -> StoreVerdict | None:
+        """The verdict whose verified chain clients rely on: the custom CA's for a chain anchored
+        in it, else the first public store (by name) that trusts it; None when nothing trusts it."""
+        if self.custom is not None and self.custom.anchored:
+            return self.custom if self.custom.verified_chain else None
+        trusting = sorted((v for v in self.verdicts if v.verified_chain), key=lambda v: v.store.lower())
+        return trusting[0] if trusting else None
+
+    def relied_chain(self) -> Sequence[x509.Certificate]:
+        """The chain a client relies on: the verified one, or what was sent when nothing trusts it."""
+        verdict = self.deciding_verdict()
+        return verdict.verified_chain if verdict is not None else self.received_chain
 
 
 def verdict_for_code(store: str, code: int, wording: str) -> StoreVerdict:
@@ -112,8 +170,17 @@ def _pattern_matches(pattern: str, name: str) -> bool:
     return False
 
 
+def has_san(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
 def hostname_matches(cert: x509.Certificate, hostname: str) -> bool:
-    """RFC 6125: SAN dNSNames (CN only when there are none); IP names against SAN iPAddresses."""
+    """RFC 6125 as today's clients apply it: SAN dNSNames, IP names against SAN iPAddresses. The
+    common name is never used: browsers and current TLS libraries ignore it."""
     name = hostname.rstrip(".").lower()
     try:
         address = ipaddress.ip_address(name)
@@ -121,8 +188,16 @@ def hostname_matches(cert: x509.Certificate, hostname: str) -> bool:
         pass
     else:
         return str(address) in _ip_names(cert)
-    patterns = _dns_names(cert) or _common_names(cert)
-    return any(_pattern_matches(p, name) for p in patterns)
+    return any(_pattern_matches(p, name) for p in _dns_names(cert))
+
+
+def name_finding(leaf: x509.Certificate) -> Finding:
+    """Why the leaf does not cover the name: the original's wording, or that it has no SAN at all."""
+    if has_san(leaf):
+        return findings.error(findings.Code.HOSTNAME_MISMATCH)
+    names = _common_names(leaf)
+    ignored = f', and clients ignore its common name "{names[0]}"' if names else ""
+    return findings.error(findings.Code.HOSTNAME_MISMATCH, f"certificate has no subjectAltName{ignored}")
 
 
 def expiry_warnings(chain: Iterable[x509.Certificate], threshold_s: int, now: datetime) -> list[Finding]:
@@ -135,6 +210,24 @@ def expiry_warnings(chain: Iterable[x509.Certificate], threshold_s: int, now: da
     ]
 
 
+def expiry_findings(
+    chain: Iterable[x509.Certificate], threshold_s: int, critical_s: int, now: datetime
+) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings): CERT_EXPIRING_CRITICAL for a certificate not yet expired but within
+    ``critical_s``, the original's warning for the others within ``threshold_s``."""
+    now = now.astimezone(UTC)
+    critical_limit = now + timedelta(seconds=critical_s)
+    errors: list[Finding] = []
+    rest: list[x509.Certificate] = []
+    for cert in chain:
+        not_after = cert.not_valid_after_utc
+        if critical_s > 0 and now <= not_after < critical_limit:
+            errors.append(findings.expiring_critical(cert.subject.rfc4514_string(), not_after, critical_s))
+        else:
+            rest.append(cert)
+    return errors, expiry_warnings(rest, threshold_s, now)
+
+
 def _unique(items: Iterable[Finding]) -> list[Finding]:
     seen: dict[tuple[str, str], Finding] = {}
     for item in items:
@@ -142,27 +235,76 @@ def _unique(items: Iterable[Finding]) -> list[Finding]:
     return list(seen.values())
 
 
-def analyse(deployments: Sequence[Deployment], threshold_s: int, now: datetime) -> list[Finding]:
-    """The findings of one endpoint: errors (trust, name, order), else expiry warnings."""
+def _validity_limit(deployment: Deployment, policy: CheckPolicy) -> int:
+    if policy.max_validity_days is not None:
+        return policy.max_validity_days
+    # The CA/Browser Forum limit binds public CAs; a private CA sets its own unless told otherwise.
+    return 0 if deployment.anchored_in_custom else PUBLIC_MAX_VALIDITY_DAYS
+
+
+def _judge(
+    deployment: Deployment, threshold_s: int, now: datetime, policy: CheckPolicy
+) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings) of one chain as served."""
+    leaf = deployment.received_chain[0]
+    relied = deployment.relied_chain()
+    errors = trust_findings(deployment.verdicts, deployment.custom)
+    if not deployment.hostname_ok:
+        errors.append(name_finding(leaf))
+    if deployment.valid_order is False:
+        errors.append(findings.error(findings.Code.CHAIN_ORDER))
+    weak = pki_checks.weak_signatures(relied) + pki_checks.weak_keys(
+        relied, policy.min_rsa_key_bits, policy.min_ec_key_bits
+    )
+    errors += weak
+    scope = relied if policy.expiry_scope == "chain" else deployment.received_chain
+    critical, warnings = expiry_findings(scope, threshold_s, policy.critical_time_to_expiration, now)
+    errors += critical
+    too_long = pki_checks.validity_too_long(leaf, _validity_limit(deployment, policy))
+    if too_long is not None:
+        warnings.append(too_long)
+    stapled = revocation.stapled_findings(
+        leaf, deployment.stapling.must_staple, deployment.stapling.response, deployment.stapling.trusted
+    )
+    errors += [f for f in stapled if f.status == "error"]
+    warnings += [f for f in stapled if f.status == "warning"]
+    verdict = deployment.deciding_verdict()
+    if policy.strict_rfc5280_warnings and verdict is not None:
+        strict = pki_checks.rfc5280_violations(verdict.verified_chain)
+        if not strict and verdict.strict_problem is not None and deployment.hostname_ok and not weak:
+            strict = [pki_checks.strict_rejection(verdict.strict_problem)]  # a rule we do not name
+        warnings += strict
+    return errors, warnings
+
+
+def analyse(
+    deployments: Sequence[Deployment], threshold_s: int, now: datetime, policy: CheckPolicy = CheckPolicy()
+) -> list[Finding]:
+    """The findings of one endpoint: errors (trust, name, order, weak crypto, imminent expiry,
+    revocation), else warnings (expiry, validity period, strict RFC 5280): the original's rule."""
     errors: list[Finding] = []
     warnings: list[Finding] = []
     for deployment in deployments:
         if not deployment.received_chain:
             continue
-        errors += trust_findings(deployment.verdicts, deployment.custom)
-        if not deployment.hostname_ok:
-            errors.append(findings.error(findings.Code.HOSTNAME_MISMATCH))
-        if deployment.valid_order is False:
-            errors.append(findings.error(findings.Code.CHAIN_ORDER))
-        warnings += expiry_warnings(deployment.received_chain, threshold_s, now)
+        found_errors, found_warnings = _judge(deployment, threshold_s, now, policy)
+        errors += found_errors
+        warnings += found_warnings
     return _unique(errors) if errors else _unique(warnings)
 
 
+def combine(found: Sequence[Finding], more: Sequence[Finding]) -> list[Finding]:
+    """Two sets of one endpoint's findings under the original's rule: the errors if any, else the warnings."""
+    errors = [f for f in (*found, *more) if f.status == "error"]
+    return _unique(errors) if errors else _unique([*found, *more])
+
+
 def certificate_facts(chain: Sequence[x509.Certificate]) -> CertificateFacts | None:
-    """What the leaf says about itself, valid or not (for JSONL and webhooks)."""
+    """What the served certificates say about themselves, valid or not (for JSONL and webhooks)."""
     if not chain:
         return None
     leaf = chain[0]
+    key_type, key_bits = pki_checks.key_facts(leaf)
     return CertificateFacts(
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
@@ -171,4 +313,18 @@ def certificate_facts(chain: Sequence[x509.Certificate]) -> CertificateFacts | N
         sha256=leaf.fingerprint(hashes.SHA256()).hex(),
         san=_dns_names(leaf) + _ip_names(leaf),
         chain_length=len(chain),
+        serial=format(leaf.serial_number, "x"),
+        key_type=key_type,
+        key_bits=key_bits,
+        signature_algorithm=pki_checks.signature_name(leaf),
+        chain=[
+            ChainCertificate(
+                subject=cert.subject.rfc4514_string(),
+                issuer=cert.issuer.rfc4514_string(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                sha256=cert.fingerprint(hashes.SHA256()).hex(),
+            )
+            for cert in chain
+        ],
     )

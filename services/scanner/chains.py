@@ -1,9 +1,13 @@
 """SSLyze's CERTIFICATE_INFO result → ``analysis.Deployment`` with an OpenSSL verdict per trust store.
 
-SSLyze 6 validates with the ``cryptography`` verifier, whose messages are not the OpenSSL
-wording the original's CSV consumers know. nassl's ``CertificateChainVerifier`` (OpenSSL 1.1.1,
-shipped with sslyze) gives the X509_V_ERR code and its wording; it does no hostname check, so
-``deployment_from`` matches the name once per chain and records it on the ``Deployment``.
+SSLyze 6 validates with the ``cryptography`` verifier, whose RFC 5280 profile is stricter than
+the clients the checked servers have: it rejects a CA whose ``basicConstraints`` is not critical,
+SHA-1 signatures, a leaf without subjectAltName. Relying clients are OpenSSL and browsers, so
+trust is judged as OpenSSL judges it: nassl's ``CertificateChainVerifier`` (OpenSSL 1.1.1, shipped
+with sslyze) gives the X509_V_ERR code, the original's wording and the chain it built. When it
+accepts what ``cryptography`` rejected, the chain is trusted, and the stricter verdict is kept on
+the verdict (``strict_problem``) for the checks in ``pki_checks`` to explain. nassl does no hostname
+check, so ``deployment_from`` matches the name once per chain and records it on the ``Deployment``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nassl._nassl import X509
 from nassl.cert_chain_verifier import CertificateChainVerificationFailed, CertificateChainVerifier
@@ -19,9 +24,7 @@ from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDepl
 from sslyze.plugins.certificate_info.implementation import CertificateInfoScanResult
 from sslyze.plugins.certificate_info.trust_stores.trust_store import PathValidationResult
 
-from services.scanner.analysis import Deployment, StoreVerdict, hostname_matches, verdict_for_code
-from shared import findings
-from shared.messages import Finding
+from services.scanner.analysis import Deployment, Stapling, StoreVerdict, hostname_matches, verdict_for_code
 
 CUSTOM_STORE_NAME = "Supplied CA file"  # what sslyze calls the custom_ca_file store
 
@@ -41,24 +44,25 @@ def _verifier(path: Path) -> CertificateChainVerifier:
 def openssl_verdict(store: str, store_path: Path, chain_pem: Sequence[str]) -> StoreVerdict:
     """Verify ``chain_pem`` (as sent, leaf first) against the roots in ``store_path``, OpenSSL-style."""
     try:
-        _verifier(store_path).verify([X509(pem) for pem in chain_pem])
+        built = _verifier(store_path).verify([X509(pem) for pem in chain_pem])
     except CertificateChainVerificationFailed as exc:
         return verdict_for_code(store, exc.openssl_error_code, exc.openssl_error_string)
-    return StoreVerdict(store=store)
+    chain = tuple(x509.load_pem_x509_certificate(cert.as_pem().encode("ascii")) for cert in built)
+    return StoreVerdict(store=store, verified_chain=chain)
 
 
-def _store_verdict(result: PathValidationResult, chain_pem: Sequence[str], hostname_ok: bool) -> StoreVerdict:
+def _store_verdict(result: PathValidationResult, chain_pem: Sequence[str]) -> StoreVerdict:
     store = result.trust_store
-    if result.was_validation_successful:
-        return StoreVerdict(store=store.name)  # cryptography built a path (and the name matched)
+    if result.was_validation_successful:  # cryptography built a path: so does OpenSSL
+        return StoreVerdict(store=store.name, verified_chain=tuple(result.verified_certificate_chain or ()))
     verdict = openssl_verdict(store.name, Path(store.path), chain_pem)
-    if verdict.finding is not None or not hostname_ok:
-        # OpenSSL's reason; or OpenSSL trusts it and the mismatched name, reported on its own, was why
-        return verdict
-    # OpenSSL accepts it, cryptography does not (its RFC 5280 profile is stricter): say why.
-    reason = (result.validation_error or "rejected").split("\n")[0]
-    failure: Finding = findings.error(findings.Code.CERT_INVALID, f"certificate rejected: {reason}")
-    return StoreVerdict(store=store.name, finding=failure, anchored=True)
+    if verdict.finding is not None:
+        return verdict  # OpenSSL's reason, in its wording
+    # OpenSSL accepts what cryptography rejected (a stricter RFC 5280 profile, or a name without
+    # SAN): trusted, as relying clients see it; keep the stricter reason for pki_checks to explain.
+    return StoreVerdict(
+        store=store.name, verified_chain=verdict.verified_chain, strict_problem=result.validation_error or "rejected"
+    )
 
 
 def _is_custom(result: PathValidationResult, custom_ca_file: Path | None) -> bool:
@@ -70,25 +74,29 @@ def deployment_from(analysis: CertificateDeploymentAnalysisResult, sni: str, cus
     """One chain as served for ``sni``, judged per trust store the way OpenSSL clients judge it."""
     chain = analysis.received_certificate_chain
     chain_pem = [cert.public_bytes(Encoding.PEM).decode("ascii") for cert in chain]
-    hostname_ok = bool(chain) and hostname_matches(chain[0], sni)
     results = analysis.path_validation_results
     custom: StoreVerdict | None = None
     if custom_ca_file is not None:
         mine = [r for r in results if _is_custom(r, custom_ca_file)]
         custom = (
-            _store_verdict(mine[0], chain_pem, hostname_ok)
+            _store_verdict(mine[0], chain_pem)
             if mine
             else openssl_verdict(CUSTOM_STORE_NAME, custom_ca_file, chain_pem)  # sslyze did not add it
         )
     public: list[StoreVerdict] = []
     if custom is None or not custom.anchored:  # anchored in the custom CA: the public stores have no say
-        public = [_store_verdict(r, chain_pem, hostname_ok) for r in results if not _is_custom(r, custom_ca_file)]
+        public = [_store_verdict(r, chain_pem) for r in results if not _is_custom(r, custom_ca_file)]
     return Deployment(
         received_chain=chain,
         verdicts=public,
-        hostname_ok=hostname_ok,
+        hostname_ok=bool(chain) and hostname_matches(chain[0], sni),
         valid_order=analysis.received_chain_has_valid_order,
         custom=custom,
+        stapling=Stapling(
+            must_staple=analysis.leaf_certificate_has_must_staple_extension,
+            response=analysis.ocsp_response,
+            trusted=analysis.ocsp_response_is_trusted,
+        ),
     )
 
 

@@ -47,6 +47,7 @@ from sslyze.errors import (
     ConnectionToServerFailed,
     ConnectionToServerTimedOut,
     ServerRejectedConnection,
+    ServerTlsConfigurationNotSupported,
     TlsHandshakeFailed,
     TlsHandshakeTimedOut,
 )
@@ -62,12 +63,13 @@ from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivit
 from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
 from services.scanner import probe as probing
-from services.scanner import sockets
+from services.scanner import sockets, starttls
 from services.scanner.admission import AddressSlots, DeadlineExceeded, Lease
-from services.scanner.analysis import analyse, certificate_facts
+from services.scanner.analysis import CheckPolicy, analyse, certificate_facts, combine
 from services.scanner.chains import deployments_from
+from services.scanner.revocation import RevocationChecker
 from shared import findings
-from shared.config import Config
+from shared.config import DEFAULT_STARTTLS, Config, RevocationMode
 from shared.messages import CertificateFacts, Finding
 
 log = logging.getLogger("dcc.scanner")
@@ -84,6 +86,11 @@ class ScanSettings:
     min_time_to_expiration: int = 2592000
     custom_ca_file: Path | None = None
     network_max_retries: int = 1  # the probe already vetted the endpoint; retries only cost time
+    checks: CheckPolicy = CheckPolicy()  # thresholds of the certificate checks beyond trust and name
+    starttls: tuple[tuple[int, str], ...] = tuple(DEFAULT_STARTTLS.items())  # port -> STARTTLS protocol
+    revocation: RevocationMode = "off"  # active OCSP / CRL checks (stapled OCSP is always read)
+    revocation_timeout: float = 5.0
+    use_system_resolver: bool = False  # may an OCSP / CRL URL's host name be resolved (by the system)?
 
     @classmethod
     def from_config(cls, config: Config) -> ScanSettings:
@@ -94,7 +101,16 @@ class ScanSettings:
             max_connections_per_ip=max(1, config.max_connections_per_ip),
             min_time_to_expiration=config.min_time_to_expiration,
             custom_ca_file=Path(config.custom_ca_file) if config.custom_ca_file else None,
+            checks=CheckPolicy.from_config(config),
+            starttls=tuple(sorted(config.starttls_ports().items())),
+            revocation=config.revocation,
+            revocation_timeout=config.revocation_timeout,
+            use_system_resolver=config.use_system_resolver,
         )
+
+    def starttls_for(self, port: int) -> str | None:
+        """The STARTTLS protocol spoken on ``port`` before TLS, or None for direct TLS."""
+        return dict(self.starttls).get(port)
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,11 @@ def target_problem(target: Target) -> Finding | None:
 
 
 def connection_failure(exc: ConnectionToServerFailed) -> Finding:
-    """SSLyze's connection errors as findings that name the cause."""
+    """SSLyze's connection errors as findings that name the cause; on a STARTTLS port, in its terms
+    (``starttls.failure``: a server that will not start TLS is ``STARTTLS_NOT_OFFERED``)."""
+    on_starttls = starttls.failure(exc)
+    if on_starttls is not None:
+        return on_starttls
     if isinstance(exc, ConnectionToServerTimedOut):
         return findings.error(findings.Code.CONNECT_TIMEOUT, probing.CONNECT_TIMED_OUT)
     if isinstance(exc, TlsHandshakeTimedOut):
@@ -154,6 +174,12 @@ def _load_trust_stores() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         TrustStoresRepository.get_default()
+
+
+def _no_tls_version_found(exc: ConnectionToServerFailed) -> bool:
+    """SSLyze's connectivity test completed no handshake with any TLS version and cipher suite: what it
+    also says when every handshake died of OpenSSL's "excessive message size"."""
+    return isinstance(exc, ServerTlsConfigurationNotSupported) and "could not find a TLS version" in exc.error_message
 
 
 class EngineClosed(RuntimeError):
@@ -313,6 +339,13 @@ class Engine:
         self._live: set[_Endpoint] = set()
         self._batches: set[_Batch] = set()
         self._closed = False
+        self._revocation = (
+            RevocationChecker(
+                settings.revocation, settings.revocation_timeout, resolve_names=settings.use_system_resolver
+            )
+            if settings.revocation != "off"
+            else None
+        )
         _load_trust_stores()
         self._deadlines = _Deadlines()
 
@@ -331,6 +364,8 @@ class Engine:
         for batch in batches:
             batch.close()
         self._deadlines.stop()
+        if self._revocation is not None:
+            self._revocation.close()
         until = time.monotonic() + timeout
         with self._idle:
             while self._busy:
@@ -429,18 +464,30 @@ class Engine:
         endpoint.check()
         deployments = deployments_from(result, target.sni, self.settings.custom_ca_file)
         facts = certificate_facts(deployments[0].received_chain) if deployments else None
-        return analyse(deployments, self.settings.min_time_to_expiration, datetime.now(UTC)), facts
+        found = analyse(deployments, self.settings.min_time_to_expiration, datetime.now(UTC), self.settings.checks)
+        if self._revocation is not None and deployments and deployments[0].deciding_verdict() is not None:
+            # opt-in: ask the CA about the chain clients verify (an untrusted one has its error already)
+            found = combine(found, self._revocation.check(deployments[0].relied_chain(), endpoint.deadline))
+        return found, facts
 
     def _probe(self, endpoint: _Endpoint) -> Finding | None:
-        """One ClientHello first: silent, refusing and plaintext endpoints cost one timeout, not SSLyze's 11."""
+        """One ClientHello first: silent, refusing and plaintext endpoints cost one timeout, not SSLyze's 11.
+        On a STARTTLS port only a TCP connect (a ClientHello first is not the protocol): refused and
+        unreachable endpoints still cost one timeout; SSLyze's connectivity test speaks the protocol."""
         target = endpoint.target
         with endpoint.lease.connection(endpoint.deadline):
             timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
+            if self.settings.starttls_for(target.port) is not None:
+                return probing.reachable(target.ip, target.port, timeout)
             return probing.probe(target.ip, target.port, target.sni, timeout)
 
     def _connectivity(self, endpoint: _Endpoint) -> ServerConnectivityInfo:
-        """SSLyze's connectivity test: which TLS versions and ciphers its scan jobs may use."""
+        """SSLyze's connectivity test: which TLS versions and ciphers its scan jobs may use. On a STARTTLS
+        port the network configuration carries the protocol, so the test and every scan job made from
+        its result run the exchange first. When no TLS version worked at all, one handshake of our own
+        tells a certificate list too large for OpenSSL (``_diagnose``) from a server without TLS."""
         target = endpoint.target
+        protocol = self.settings.starttls_for(target.port)
         location = ServerNetworkLocation(hostname=target.sni, port=target.port, ip_address=target.ip)
         network = ServerNetworkConfiguration(
             tls_server_name_indication=target.sni,
@@ -448,14 +495,36 @@ class Engine:
             network_timeout=self.settings.network_timeout,  # type: ignore[arg-type]
             network_max_retries=self.settings.network_max_retries,
         )
+        if protocol is not None:
+            network = starttls.configure(network, protocol)
         with endpoint.lease.connection(endpoint.deadline):
             try:
                 tls_probing = check_connectivity_to_server(location, network)
             except ConnectionToServerFailed as exc:
-                raise _Aborted(connection_failure(exc)) from None
+                finding = connection_failure(exc)
+                if _no_tls_version_found(exc):
+                    finding = self._diagnose(endpoint, protocol) or finding
+                raise _Aborted(finding) from None
+            except UnicodeDecodeError:  # sslyze's SMTP helper decodes a non-SMTP answer as UTF-8
+                if protocol is None:  # only a STARTTLS exchange decodes the server's words: a bug elsewhere
+                    raise
+                failed = f"STARTTLS failed on port {target.port} ({protocol}): the server's answer is not {protocol}"
+                raise _Aborted(findings.error(findings.Code.CONNECT_ERROR, failed)) from None
         return ServerConnectivityInfo(
             server_location=location, network_configuration=network, tls_probing_result=tls_probing
         )
+
+    def _diagnose(self, endpoint: _Endpoint, protocol: str | None) -> Finding | None:
+        """The one handshake of our own after a connectivity test that found no TLS version (on the
+        connectivity test's unit and claim, so inside the endpoint's lease and deadline):
+        ``CERT_TOO_LARGE`` when OpenSSL refused the server's certificate list for its size. Its socket
+        timeout is ``network_timeout`` uncut: at the deadline the watcher reports the timeout first and
+        then shuts the socket down, so a diagnosis cut off by the deadline never reports anything."""
+        target = endpoint.target
+        endpoint.check()  # the deadline passed during the connectivity test: no new connection
+        prepare = functools.partial(starttls.prepare, protocol=protocol, sni=target.sni) if protocol else None
+        timeout = self.settings.network_timeout
+        return probing.diagnose_handshake(target.ip, target.port, target.sni, timeout, prepare)
 
     def _certificate_info(self, server: ServerConnectivityInfo, endpoint: _Endpoint) -> CertificateInfoScanResult:
         """CERTIFICATE_INFO's handshakes at once (each on a unit of the lease), then SSLyze's analysis of them."""

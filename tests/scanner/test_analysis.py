@@ -158,7 +158,7 @@ def test_hostname_matching(pki: Authority) -> None:
     assert not hostname_matches(wildcard, "apps.lab.test")
     assert not hostname_matches(wildcard, "a.b.apps.lab.test")
     cn_only = issue("legacy.lab.test", issuer=pki.intermediate, not_before=NOW, not_after=NOW + DAY).cert
-    assert hostname_matches(cn_only, "legacy.lab.test")
+    assert not hostname_matches(cn_only, "legacy.lab.test")  # clients ignore the common name
     with_san = pki.leaf("san.lab.test").cert
     assert not hostname_matches(with_san, "dns-cert-checker lab")
     assert not hostname_matches(with_san, "127.0.0.1")
@@ -183,7 +183,7 @@ def test_every_lab_chain_analysed_offline_gives_its_expected_findings(case: str,
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(pki.root.pem)
     hostname = f"{case.replace('_', '-')}.lab.test"
-    spec = _build_case(case, hostname, pki)
+    spec = _build_case(case, hostname, pki, tmp_path)
     stores = [*TrustStoresRepository.get_default().get_all_stores(), TrustStore(ca_file, "Supplied CA file", "N/A")]
     pem = [c.pem.decode() for c in spec.chain]
     result = CertificateDeploymentAnalyzer(DNSName(hostname), pem, None, stores).perform()

@@ -66,11 +66,26 @@ def problem_id(key: Key) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+# Codes whose rows name one certificate each (``certificate "<subject>" …``): an endpoint may have
+# several, told apart by the subject, which stays when the date or key in the message changes.
+_PER_CERTIFICATE = frozenset(
+    {
+        findings.Code.CERT_EXPIRING,
+        findings.Code.CERT_EXPIRING_CRITICAL,
+        findings.Code.WEAK_SIGNATURE,
+        findings.Code.WEAK_KEY,
+        findings.Code.VALIDITY_TOO_LONG,
+    }
+)
+
+
 def detail_of(code: str, message: str) -> str:
     if code == findings.Code.TRUST_STORE_DISAGREEMENT:
         return message.partition(" - ")[0]
-    if code == findings.Code.CERT_EXPIRING and message.startswith('certificate "'):
-        return message[len('certificate "') :].rpartition('" expiring at ')[0]
+    if code in _PER_CERTIFICATE and message.startswith('certificate "'):
+        return message[len('certificate "') :].rpartition('" ')[0]
+    if code == findings.Code.CA_NOT_STRICT:
+        return message.partition(";")[0]  # the certificate and the rule it breaks
     return ""
 
 

@@ -151,3 +151,17 @@ def test_the_run_incomplete_rows_are_not_problems():
     state = State()
     missing = Row("a.test", "127.0.0.1", 443, "www.a.test", findings.error(findings.Code.RUN_INCOMPLETE, "no result"))
     assert state.run(report("r1", [], zones=["a.test"], name_rows=[missing], complete=False)).events == []
+
+
+def test_weak_keys_of_two_certificates_are_two_problems_and_a_new_date_only_changes_one():
+    state = State()
+    leaf = findings.error(findings.Code.WEAK_KEY, 'certificate "CN=www.a.test" has a 1024-bit RSA key: more needed')
+    inter = findings.error(findings.Code.WEAK_KEY, 'certificate "CN=Lab CA" has a 1024-bit RSA key: more needed')
+    cert = certificate("www.a.test")
+    state.run(report("r1", [Endpoint("www.a.test", found=[leaf, inter], cert=cert)]))
+    assert sorted(p.detail for p in state.open.values()) == ["CN=Lab CA", "CN=www.a.test"]
+    soon = findings.expiring_critical("CN=www.a.test", certificate("www.a.test").not_after, 7 * 86400)
+    later = findings.expiring_critical("CN=www.a.test", certificate("www.a.test").not_after.replace(year=2030), 86400)
+    state.run(report("r2", [Endpoint("www.a.test", found=[soon], cert=cert)]))
+    renewed = state.run(report("r3", [Endpoint("www.a.test", found=[later], cert=cert)]))
+    assert [(e.kind, e.problem.detail) for e in renewed.events] == [("changed", "CN=www.a.test")]
