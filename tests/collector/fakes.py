@@ -8,7 +8,28 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 
+from tests.loopback import LoopbackServer
+
 Behaviour = Callable[[socket.socket, int], None]  # (accepted connection, 0-based connection number)
+
+
+class _Server(LoopbackServer):
+    """The server behind ``tcp_server``: ``seen`` lists the connections by number, as they come."""
+
+    def __init__(self, behaviour: Behaviour, listener: socket.socket) -> None:
+        super().__init__(listener=listener, name="fake")
+        self._behaviour = behaviour
+        self.seen: list[int] = []
+        self.start()
+
+    def on_accept(self, sock: socket.socket, number: int) -> None:
+        self.seen.append(number)
+
+    def serve(self, sock: socket.socket, number: int) -> None:
+        self._behaviour(sock, number)  # which may leave the connection open, until teardown
+
+    def release(self, sock: socket.socket) -> None:
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -18,39 +39,8 @@ def tcp_server(behaviour: Behaviour, address: str = "127.0.0.1") -> Iterator[tup
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((address, 0))
     listener.listen(16)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-    seen: list[int] = []
-    conns: list[socket.socket] = []
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conns.append(conn)
-            number = len(seen)
-            seen.append(number)
-            threading.Thread(target=_guarded, args=(behaviour, conn, number), daemon=True).start()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield address, listener.getsockname()[1], seen
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        listener.close()
-        for conn in conns:
-            conn.close()
-
-
-def _guarded(behaviour: Behaviour, conn: socket.socket, number: int) -> None:
-    with contextlib.suppress(OSError):
-        behaviour(conn, number)
+    with _Server(behaviour, listener) as server:
+        yield address, server.port, server.seen
 
 
 def silent(conn: socket.socket, number: int) -> None:

@@ -14,7 +14,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from services.cli import main
 from shared import findings
 from tests.distributed.broker import Vhost
 from tests.distributed.fleet import CLI, REPO, Fleet
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.slow  # TLS servers, and for one test service processes and RabbitMQ
 
@@ -41,48 +41,35 @@ class Backends:
     """TLS listeners on several loopback addresses and one port, each serving its own chain."""
 
     def __init__(self, chains: dict[str, list[Issued]], workdir: Path) -> None:
-        self._contexts = {ip: _context(ip, chain, workdir) for ip, chain in chains.items()}
-        self._stop = threading.Event()
-        self._listeners = _listen_on_one_port(list(chains))
-        self.port = self._listeners[0].getsockname()[1]
-        self._threads = [
-            threading.Thread(target=self._accept, args=(sock,), name=f"backend-{ip}", daemon=True)
-            for ip, sock in zip(chains, self._listeners, strict=True)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        context = self._contexts[listener.getsockname()[0]]
-        listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=_serve, args=(conn, context), daemon=True).start()
+        contexts = [_context(ip, chain, workdir) for ip, chain in chains.items()]
+        listeners = _listen_on_one_port(list(chains))
+        self._servers = [_Backend(sock, context) for sock, context in zip(listeners, contexts, strict=True)]
+        self.port = self._servers[0].port
 
     def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        for sock in self._listeners:
+        for server in self._servers:
+            server.close()
+
+
+class _Backend(LoopbackServer):
+    """One of them: one handshake, then wait for the scanner to hang up (it probes with odd handshakes too)."""
+
+    def __init__(self, listener: socket.socket, context: ssl.SSLContext) -> None:
+        super().__init__(listener=listener, name=f"backend-{listener.getsockname()[0]}")
+        self._context = context
+        self.start()
+
+    def serve(self, sock: socket.socket, number: int) -> None:
+        sock.settimeout(5.0)
+        try:
+            with self._context.wrap_socket(sock, server_side=True) as tls:
+                while tls.recv(1024):
+                    pass
+        finally:
             sock.close()
 
-
-def _serve(conn: socket.socket, context: ssl.SSLContext) -> None:
-    """One handshake, then wait for the scanner to hang up (it probes with odd handshakes too)."""
-    conn.settimeout(5.0)
-    try:
-        with context.wrap_socket(conn, server_side=True) as tls:
-            while tls.recv(1024):
-                pass
-    except (OSError, ssl.SSLError, ValueError):
-        pass
-    finally:
-        conn.close()
+    def release(self, sock: socket.socket) -> None:
+        pass  # close leaves a connection still open to end on its own (the scanner hangs up)
 
 
 def _context(ip: str, chain: list[Issued], workdir: Path) -> ssl.SSLContext:

@@ -30,6 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.loopback import LoopbackServer
+
 HOST = "127.0.0.1"
 DOMAIN = "revocation.test"
 START_TIMEOUT = 5.0  # seconds a server process may take to listen
@@ -401,41 +403,18 @@ def _handler(web: WebServer) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-class SilentServer:
-    """Accepts connections on loopback and never answers; ``accepted`` counts them."""
+class SilentServer(LoopbackServer):
+    """Accepts connections on loopback and never answers (nor reads); ``accepted`` counts them."""
 
     def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind((HOST, 0))
-        self._listener.listen(64)
-        self._listener.settimeout(0.1)
-        self.port = int(self._listener.getsockname()[1])
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="revocation-silent", daemon=True)
-        self._thread.start()
+        super().__init__(HOST, name="revocation-silent")
+        self.start()
 
     def url(self, path: str = "/") -> str:
         return f"http://{HOST}:{self.port}{path}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        for conn in self._held:
-            conn.close()
+    def release(self, sock: socket.socket) -> None:
+        sock.close()  # each connection is held, untouched, until then
 
 
 # --- the whole lab -----------------------------------------------------------------------------
@@ -468,7 +447,7 @@ def start_revocation_lab(directory: Path) -> Iterator[RevocationLab]:
         web = WebServer()
         stack.callback(web.stop)
         silent = SilentServer()
-        stack.callback(silent.stop)
+        stack.callback(silent.close)
         ports = {name: free_port() for name in ("ca", "delegated", "impostor", "stranger", "nobody")}
         main = f"http://{HOST}:{ports['ca']}/"
         crl = web.url("/ca.crl")

@@ -6,27 +6,23 @@ Here, whenever a connection is accepted, the open ones are those whose peer has 
 yet (TCP state ESTABLISHED, from TCP_INFO, Linux). A client that closes one connection before
 opening the next sends the FIN before the SYN, and the kernel processes the FIN first, so the count
 never includes a closed connection; it can only miss one not accepted yet, never inflate the peak.
+
+Also ``DripServer``, which drip-feeds its TLS answer. Both are ``tests.loopback.LoopbackServer``-s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import select
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.certs import DAY, issue, make_authority
+from tests.loopback import LoopbackServer
 
 _TCP_ESTABLISHED = 1  # first byte of struct tcp_info: tcpi_state
-
-
-@dataclass(eq=False)
-class _Conn:
-    sock: socket.socket  # replaced by its TLS wrapper once wrapped
 
 
 def wildcard_context(domain: str, directory: Path) -> tuple[ssl.SSLContext, Path]:
@@ -49,80 +45,45 @@ def wildcard_context(domain: str, directory: Path) -> tuple[ssl.SSLContext, Path
     return context, ca
 
 
-class SlowServer:
+class SlowServer(LoopbackServer):
     """Waits ``delay`` seconds after accepting, then does the TLS handshake with ``context`` (or never
     answers at all when ``context`` is None: a silent server), then waits for the client to hang up."""
 
     def __init__(self, context: ssl.SSLContext | None, delay: float, ip: str = "127.0.0.1") -> None:
+        super().__init__(ip, backlog=1024, name="slow")
         self._context = context
         self._delay = delay
-        self._listener = socket.socket()
-        self._listener.bind((ip, 0))
-        self._listener.listen(1024)
-        self._listener.settimeout(0.1)
-        self.ip, self.port = self._listener.getsockname()[:2]
         self.peak = 0  # the most connections open at once
-        self.accepted = 0
-        self._open: list[_Conn] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="slow-accept", daemon=True)
-        self._thread.start()
+        self.start()
 
     @staticmethod
-    def _peer_open(conn: _Conn) -> bool:
-        state = conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    def _peer_open(sock: socket.socket) -> bool:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
         return state[0] == _TCP_ESTABLISHED
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(5.0)
-            conn = _Conn(sock)
-            with self._lock:
-                self.accepted += 1
-                self._open = [c for c in self._open if self._peer_open(c)]
-                self._open.append(conn)
-                self.peak = max(self.peak, sum(1 for c in self._open if self._peer_open(c)))
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def on_accept(self, sock: socket.socket, number: int) -> None:
+        sock.settimeout(5.0)
+        self._live = [s for s in self._live if self._peer_open(s)]  # this one among them
+        self.peak = max(self.peak, len(self._live))
 
-    def _serve(self, conn: _Conn) -> None:
+    def serve(self, sock: socket.socket, number: int) -> None:
         try:
             if self._stop.wait(self._delay):
                 return
             if self._context is not None:
                 with self._lock:  # wrapping detaches the plain socket: the count must see the new one
-                    conn.sock = self._context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
-                conn.sock.do_handshake()  # type: ignore[attr-defined]
-            while conn.sock.recv(4096):  # silent: swallow the hello; TLS: wait for the client to hang up
+                    tls = self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                    if sock in self._live:
+                        self._live[self._live.index(sock)] = tls
+                    sock = tls
+                tls.do_handshake()
+            while sock.recv(4096):  # silent: swallow the hello; TLS: wait for the client to hang up
                 pass
-        except (OSError, ssl.SSLError, ValueError):
-            pass  # scanners hang up mid-handshake on purpose
-        finally:
+        finally:  # scanners hang up mid-handshake on purpose: the error ends the thread quietly
             with self._lock:
-                if conn in self._open:
-                    self._open.remove(conn)
-                conn.sock.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for conn in self._open:
-                with contextlib.suppress(OSError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in recv
-
-    def __enter__(self) -> SlowServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                if sock in self._live:
+                    self._live.remove(sock)
+                sock.close()
 
 
 @dataclass(eq=False)
@@ -135,7 +96,7 @@ class DripConnection:
     gave_up: bool = False  # the server hung up first (after ``give_up`` seconds)
 
 
-class DripServer:
+class DripServer(LoopbackServer):
     """A hostile TLS server: it reads the ClientHello and sends its real answer (the ServerHello and
     the rest of its flight, from ``context``) one byte every ``interval`` seconds, so no socket
     operation of the client ever waits ``network_timeout``; after ``give_up`` seconds it hangs up.
@@ -150,37 +111,19 @@ class DripServer:
         give_up: float = 30.0,
         honest: int = 0,
     ) -> None:
+        super().__init__(ip, backlog=128, name="drip")
         self._context = context
         self._interval = interval
         self._give_up = give_up
         self._honest = honest
-        self._listener = socket.socket()
-        self._listener.bind((ip, 0))
-        self._listener.listen(128)
-        self._listener.settimeout(0.1)
-        self.ip, self.port = self._listener.getsockname()[:2]
-        self.connections: list[DripConnection] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept_loop, name="drip-accept", daemon=True)
-        self._thread.start()
+        self.connections: list[DripConnection] = []  # the n-th is connection number n
+        self.start()
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                conn = DripConnection(time.monotonic(), dripping=len(self.connections) >= self._honest)
-                self.connections.append(conn)
-                self._socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock, conn), name="drip-conn", daemon=True).start()
+    def on_accept(self, sock: socket.socket, number: int) -> None:
+        self.connections.append(DripConnection(time.monotonic(), dripping=number >= self._honest))
 
-    def _serve(self, sock: socket.socket, conn: DripConnection) -> None:
+    def serve(self, sock: socket.socket, number: int) -> None:
+        conn = self.connections[number]
         try:
             if self._context is not None and not conn.dripping:
                 client_closed = self._honest_handshake(sock)
@@ -252,18 +195,3 @@ class DripServer:
                     return True
             time.sleep(0.02)
         return False
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for sock in self._socks:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> DripServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -8,7 +8,8 @@
   SMTP greeting one byte per ``interval`` (no socket operation of the client ever times out), and
   records when the client closed each connection;
 - ``CountingTlsServer``: direct TLS from a context (or a handshake_failure alert to every hello),
-  counting the connections it accepted, optionally never answering from the n-th one on.
+  counting the connections it accepted, optionally never answering from the n-th one on (these two
+  are ``tests.loopback.LoopbackServer``-s).
 
 Nothing here skips: a server that cannot start raises, and the test using it fails.
 """
@@ -25,7 +26,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from lab.certs import Issued
+from tests.loopback import LoopbackServer
 
 PG_USER = "postgres"  # the OS user the cluster runs as (PostgreSQL refuses to run as root)
 
@@ -157,41 +158,23 @@ class StalledConnection:
     closed_at: float | None = None  # the client closed it (EOF or reset)
 
 
-class StallingServer:
+class StallingServer(LoopbackServer):
     """Accepts on ``ip`` and then never completes a greeting: ``drip`` sends an endless multi-line
     SMTP greeting ("220-…") one byte every ``interval`` seconds, ``silent`` sends nothing. It reads and
     discards whatever the client sends, and records when the client closed each connection."""
 
     def __init__(self, ip: str = "127.0.0.1", *, drip: bool, interval: float = 0.5) -> None:
+        super().__init__(ip, name="stall")
         self._drip = drip
         self._interval = interval
-        self._listener = socket.socket()
-        self._listener.bind((ip, 0))
-        self._listener.listen(64)
-        self._listener.settimeout(0.1)
-        self.ip, self.port = self._listener.getsockname()[:2]
-        self.connections: list[StalledConnection] = []
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="stall-accept", daemon=True)
-        self._thread.start()
+        self.connections: list[StalledConnection] = []  # the n-th is connection number n
+        self.start()
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn = StalledConnection(time.monotonic())
-            with self._lock:
-                self.connections.append(conn)
-                self._socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock, conn), name="stall-conn", daemon=True).start()
+    def on_accept(self, sock: socket.socket, number: int) -> None:
+        self.connections.append(StalledConnection(time.monotonic()))
 
-    def _serve(self, sock: socket.socket, conn: StalledConnection) -> None:
+    def serve(self, sock: socket.socket, number: int) -> None:
+        conn = self.connections[number]
         greeting = b"220-mx.lab.test still greeting you\r\n"
         sent = 0
         try:
@@ -219,66 +202,29 @@ class StallingServer:
             time.sleep(0.02)
         return False
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for sock in self._socks:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> StallingServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # A TLS alert record: fatal (2) handshake_failure (40), what a server says when it accepts no offer.
 HANDSHAKE_FAILURE_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
 
 
-class CountingTlsServer:
+class CountingTlsServer(LoopbackServer):
     """Direct TLS on ``ip`` from ``context``; ``accepted`` counts the connections it accepted. Without a
     context it answers every ClientHello with a handshake_failure alert (a server no client can reach).
     Connections from number ``hang_from`` on (0-based) are read and never answered."""
 
     def __init__(self, context: ssl.SSLContext | None, ip: str = "127.0.0.1", hang_from: int | None = None) -> None:
+        super().__init__(ip, name="count")
         self._context = context
         self._hang_from = hang_from
-        self._listener = socket.socket()
-        self._listener.bind((ip, 0))
-        self._listener.listen(64)
-        self._listener.settimeout(0.1)
-        self.ip, self.port = self._listener.getsockname()[:2]
-        self.accepted = 0
         self.closed_by_client: list[float] = []  # when the client closed each hanging connection (monotonic)
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="count-accept", daemon=True)
-        self._thread.start()
+        self.start()
 
     def reset(self) -> None:
         with self._lock:
-            self.accepted = 0
+            self.accepted = 0  # the numbering starts again too: ``hang_from`` counts from here
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                hang = self._hang_from is not None and self.accepted >= self._hang_from
-                self.accepted += 1
-                self._socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock, hang), name="count-conn", daemon=True).start()
-
-    def _serve(self, sock: socket.socket, hang: bool) -> None:
+    def serve(self, sock: socket.socket, number: int) -> None:
+        hang = self._hang_from is not None and number >= self._hang_from
         try:
             sock.settimeout(30.0 if hang else 5.0)
             if hang:
@@ -293,22 +239,5 @@ class CountingTlsServer:
                 with self._context.wrap_socket(sock, server_side=True) as tls:
                     while tls.recv(4096):  # until the client hangs up
                         pass
-        except (OSError, ValueError):
-            pass  # scanners hang up mid-handshake, and a too-large certificate ends every handshake
-        finally:
+        finally:  # scanners hang up mid-handshake, and a too-large certificate ends every handshake
             sock.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            for sock in self._socks:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> CountingTlsServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
