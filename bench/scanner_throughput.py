@@ -2,7 +2,7 @@
 
 The lab runs in a child process, so this process's CPU time is the scanner's alone.
 
-    .venv/bin/python bench/scanner_throughput.py [--jobs 300] [--concurrency 100] [--max-seconds 120]
+    .venv/bin/python bench/scanner_throughput.py [--jobs 300] [--concurrency 100] [--scan-mode fast|full]
     .venv/bin/python bench/scanner_throughput.py --sslyze-scanner   # the same jobs through sslyze.Scanner
 
 Jobs are spread round-robin over every TLS endpoint of the lab (11 addresses incl. ::1); findings
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections-per-ip", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop feeding batches after this long")
     parser.add_argument("--sslyze-scanner", action="store_true", help="use sslyze.Scanner instead (comparison)")
+    parser.add_argument("--scan-mode", choices=("fast", "full"), default="fast", help="config scan_mode")
     args = parser.parse_args(argv)
     if not 0 < args.jobs <= 5000:
         parser.error("--jobs must be within 1..5000")
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 network_timeout=5.0,
                 scan_timeout=30.0,
                 custom_ca_file=ca_file,
+                scan_mode=args.scan_mode,
             )
             jobs = make_jobs(endpoints, args.jobs)
             cpu0, wall0 = time.process_time(), time.monotonic()
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             parent.send("stop")
             server.join(timeout=10)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    engine = "sslyze.Scanner" if args.sslyze_scanner else "ScannerHandler"
+    engine = "sslyze.Scanner" if args.sslyze_scanner else f"ScannerHandler ({args.scan_mode})"
     print(
         f"{engine}: {done} scans over {len(endpoints)} addresses in {wall:.2f}s = {done / wall:.1f} scans/s; "
         f"client CPU {cpu:.2f}s = {1000 * cpu / max(1, done):.1f} ms/scan; peak RSS {rss_mb:.0f} MB; "

@@ -494,6 +494,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 ExpiryScope = Literal["chain", "served"]
 RevocationMode = Literal["off", "ocsp", "crl"]
+ScanMode = Literal["fast", "full"]
 PUBLIC_MAX_VALIDITY_DAYS = 398  # CA/Browser Forum limit for publicly trusted server certificates
 
 # STARTTLS by port unless the config says otherwise ("none": direct TLS on that port).
@@ -546,6 +547,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     revocation: RevocationMode = "off"  # active checks: "ocsp" or "crl" (stapled OCSP is always read)
     revocation_timeout: Seconds = 5.0  # one OCSP or CRL fetch
     starttls: dict[str, str] = {}  # port -> protocol (or "none"), over DEFAULT_STARTTLS
+    # --- how endpoints are scanned (scanner) ---
+    scan_mode: ScanMode = "fast"  # "fast": one handshake per endpoint; "full": SSLyze's CERTIFICATE_INFO
+    scan_mode_by_port: dict[str, ScanMode] = {}  # port -> mode, over scan_mode
+    scan_mode_by_segment: dict[str, ScanMode] = {}  # segment -> mode, over scan_mode (a port's wins)
 
     def __post_init__(self) -> None:
         if not self.ssl_ports:
@@ -573,6 +578,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 except ValueError:
                     raise ValueError(f"segments.{shorten(segment)}: {quote(cidr)} is not a network") from None
 
+        for port_text in self.scan_mode_by_port:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ValueError(f"scan_mode_by_port: {quote(port_text)} is not a TCP port")
         for port_text, protocol in self.starttls.items():
             if not port_text.isdigit() or not 0 < int(port_text) < 65536:
                 raise ValueError(f"starttls: {quote(port_text)} is not a TCP port")
@@ -580,6 +588,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 raise ValueError(
                     f"starttls.{port_text}: {quote(protocol)} is not one of {', '.join(STARTTLS_PROTOCOLS)} or none"
                 )
+
+    def scan_mode_for(self, port: int, segment: str) -> ScanMode:
+        """How an endpoint on ``port`` scanned in ``segment`` is scanned: by port, else segment, else scan_mode."""
+        by_port = self.scan_mode_by_port.get(str(port))
+        if by_port is not None:
+            return by_port
+        return self.scan_mode_by_segment.get(segment, self.scan_mode)
 
     def starttls_ports(self) -> dict[int, str]:
         """Port -> STARTTLS protocol: the defaults with the config's overrides ("none" removes one)."""

@@ -96,6 +96,7 @@ class Deployment:
     valid_order: bool | None = True
     custom: StoreVerdict | None = None  # custom_ca_file, when configured
     stapling: Stapling = Stapling()
+    verdict: ChainVerdict | None = None  # the chain's own findings, when judged already (chain_judge)
 
     @property
     def anchored_in_custom(self) -> bool:
@@ -242,38 +243,67 @@ def _validity_limit(deployment: Deployment, policy: CheckPolicy) -> int:
     return 0 if deployment.anchored_in_custom else PUBLIC_MAX_VALIDITY_DAYS
 
 
-def _judge(
-    deployment: Deployment, threshold_s: int, now: datetime, policy: CheckPolicy
-) -> tuple[list[Finding], list[Finding]]:
-    """(errors, warnings) of one chain as served."""
+@dataclass(frozen=True)
+class ChainVerdict:
+    """What a chain's findings are whatever name it was served for: computed once per chain (the
+    fast path caches it, ``chain_judge``); the name and the expiry are judged per endpoint."""
+
+    trust: tuple[Finding, ...]
+    order: tuple[Finding, ...]
+    weak: tuple[Finding, ...]
+    expiry_scope: tuple[x509.Certificate, ...]  # the certificates whose expiry counts
+    validity: tuple[Finding, ...]
+    stapled: tuple[Finding, ...]
+    strict: tuple[Finding, ...]  # the RFC 5280 rules it breaks, by name
+    strict_rejection: Finding | None  # a strict verifier's reason no named rule explains
+
+
+def chain_verdict(deployment: Deployment, policy: CheckPolicy) -> ChainVerdict:
     leaf = deployment.received_chain[0]
     relied = deployment.relied_chain()
-    errors = trust_findings(deployment.verdicts, deployment.custom)
-    if not deployment.hostname_ok:
-        errors.append(name_finding(leaf))
-    if deployment.valid_order is False:
-        errors.append(findings.error(findings.Code.CHAIN_ORDER))
     weak = pki_checks.weak_signatures(relied) + pki_checks.weak_keys(
         relied, policy.min_rsa_key_bits, policy.min_ec_key_bits
     )
-    errors += weak
-    scope = relied if policy.expiry_scope == "chain" else deployment.received_chain
-    critical, warnings = expiry_findings(scope, threshold_s, policy.critical_time_to_expiration, now)
-    errors += critical
     too_long = pki_checks.validity_too_long(leaf, _validity_limit(deployment, policy))
-    if too_long is not None:
-        warnings.append(too_long)
     stapled = revocation.stapled_findings(
         leaf, deployment.stapling.must_staple, deployment.stapling.response, deployment.stapling.trusted
     )
-    errors += [f for f in stapled if f.status == "error"]
-    warnings += [f for f in stapled if f.status == "warning"]
+    strict: list[Finding] = []
+    rejection: Finding | None = None
     verdict = deployment.deciding_verdict()
     if policy.strict_rfc5280_warnings and verdict is not None:
         strict = pki_checks.rfc5280_violations(verdict.verified_chain)
-        if not strict and verdict.strict_problem is not None and deployment.hostname_ok and not weak:
-            strict = [pki_checks.strict_rejection(verdict.strict_problem)]  # a rule we do not name
-        warnings += strict
+        if not strict and verdict.strict_problem is not None and not weak:
+            rejection = pki_checks.strict_rejection(verdict.strict_problem)
+    return ChainVerdict(
+        trust=tuple(trust_findings(deployment.verdicts, deployment.custom)),
+        order=(findings.error(findings.Code.CHAIN_ORDER),) if deployment.valid_order is False else (),
+        weak=tuple(weak),
+        expiry_scope=tuple(relied if policy.expiry_scope == "chain" else deployment.received_chain),
+        validity=(too_long,) if too_long is not None else (),
+        stapled=tuple(stapled),
+        strict=tuple(strict),
+        strict_rejection=rejection,
+    )
+
+
+def _judge(
+    deployment: Deployment, threshold_s: int, now: datetime, policy: CheckPolicy
+) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings) of one chain as served: its verdict, and the name and expiry checks."""
+    chain = deployment.verdict or chain_verdict(deployment, policy)
+    errors = list(chain.trust)
+    if not deployment.hostname_ok:
+        errors.append(name_finding(deployment.received_chain[0]))
+    errors += chain.order + chain.weak
+    critical, warnings = expiry_findings(chain.expiry_scope, threshold_s, policy.critical_time_to_expiration, now)
+    errors += critical
+    warnings += chain.validity
+    errors += [f for f in chain.stapled if f.status == "error"]
+    warnings += [f for f in chain.stapled if f.status == "warning"]
+    warnings += chain.strict
+    if chain.strict_rejection is not None and deployment.hostname_ok:  # else the name was why it was rejected
+        warnings.append(chain.strict_rejection)
     return errors, warnings
 
 

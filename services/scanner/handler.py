@@ -24,7 +24,10 @@ class ScannerHandler(Handler):
             if not isinstance(message, ScanJob):
                 raise PermanentError(f"the scanner handles scan jobs, not {message_kind(message)}")
             jobs.append(message)
-        targets = [Target(ip=job.ip_address, port=job.port, sni=job.sni) for job in jobs]
+        modes = self.settings.mode_for
+        targets = [
+            Target(ip=job.ip_address, port=job.port, sni=job.sni, mode=modes(job.port, job.segment)) for job in jobs
+        ]
         try:
             for index, outcome in self.engine.scan_many(targets):
                 yield index, [Outgoing(REPORT, result_for(jobs[index], outcome))]

@@ -75,7 +75,7 @@ def _client_hello(sni: str | None) -> bytes:
     return outgoing.read()
 
 
-def _connect(sock: socket.socket, ip: str, port: int) -> Finding | None:
+def connect(sock: socket.socket, ip: str, port: int) -> Finding | None:
     """Connect ``sock``; None when connected, else why not (as every probe words it)."""
     try:
         sock.connect((ip, port))
@@ -97,7 +97,7 @@ def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None
     deadline = time.monotonic() + timeout
     with new_socket(_family(ip)) as sock:  # owned by the endpoint's claim: its deadline can close it
         sock.settimeout(timeout)
-        failure = _connect(sock, ip, port)
+        failure = connect(sock, ip, port)
         if failure is not None:
             return failure
         try:
@@ -122,7 +122,7 @@ def reachable(ip: str, port: int, timeout: float) -> Finding | None:
     seconds, else why not. Nothing is sent: what the server should hear first depends on its protocol."""
     with new_socket(_family(ip)) as sock:  # owned by the endpoint's claim: its deadline can close it
         sock.settimeout(timeout)
-        return _connect(sock, ip, port)
+        return connect(sock, ip, port)
 
 
 def diagnose_handshake(
@@ -137,7 +137,7 @@ def diagnose_handshake(
     try:
         with new_socket(_family(ip)) as sock:
             sock.settimeout(timeout)
-            if _connect(sock, ip, port) is not None:
+            if connect(sock, ip, port) is not None:
                 return None
             if prepare is not None:
                 prepare(sock)

@@ -1,6 +1,11 @@
-"""Scanning many endpoints at once with SSLyze's CERTIFICATE_INFO, politely and with hard deadlines.
+"""Scanning many endpoints at once, politely and with hard deadlines.
 
-We drive SSLyze's own building blocks (connectivity test, the CERTIFICATE_INFO scan jobs and their
+Two ways to scan an endpoint (``ScanSettings.mode_for``): the fast path, one handshake
+(``handshake``) whose chain is judged once per distinct chain (``chain_judge``), falling back to
+the full scan when the handshake fails in a way SSLyze explains better; and the full scan, SSLyze's
+CERTIFICATE_INFO as below. Both end in the same analysis (``analysis.analyse``).
+
+For the full scan we drive SSLyze's own building blocks (connectivity test, the CERTIFICATE_INFO scan jobs and their
 result analysis) on our own thread pools rather than through ``sslyze.Scanner``, because the
 Scanner cannot give what the scanner service needs:
 - its limits are per scan request: here every connection to an address takes a unit of that
@@ -62,14 +67,15 @@ from sslyze.plugins.plugin_base import ScanJobResult
 from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivity_to_server
 from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
+from services.scanner import handshake, sockets, starttls
 from services.scanner import probe as probing
-from services.scanner import sockets, starttls
 from services.scanner.admission import AddressSlots, DeadlineExceeded, Lease
-from services.scanner.analysis import CheckPolicy, analyse, certificate_facts, combine
+from services.scanner.analysis import CheckPolicy, Deployment, analyse, certificate_facts, combine
+from services.scanner.chain_judge import ChainJudge
 from services.scanner.chains import deployments_from
 from services.scanner.revocation import RevocationChecker
 from shared import findings
-from shared.config import DEFAULT_STARTTLS, Config, RevocationMode
+from shared.config import DEFAULT_STARTTLS, Config, RevocationMode, ScanMode
 from shared.messages import CertificateFacts, Finding
 
 log = logging.getLogger("dcc.scanner")
@@ -91,6 +97,9 @@ class ScanSettings:
     revocation: RevocationMode = "off"  # active OCSP / CRL checks (stapled OCSP is always read)
     revocation_timeout: float = 5.0
     use_system_resolver: bool = False  # may an OCSP / CRL URL's host name be resolved (by the system)?
+    scan_mode: ScanMode = "fast"  # "fast": one handshake, chain judged once; "full": SSLyze's CERTIFICATE_INFO
+    scan_mode_by_port: tuple[tuple[int, ScanMode], ...] = ()
+    scan_mode_by_segment: tuple[tuple[str, ScanMode], ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> ScanSettings:
@@ -106,7 +115,17 @@ class ScanSettings:
             revocation=config.revocation,
             revocation_timeout=config.revocation_timeout,
             use_system_resolver=config.use_system_resolver,
+            scan_mode=config.scan_mode,
+            scan_mode_by_port=tuple(sorted((int(p), m) for p, m in config.scan_mode_by_port.items())),
+            scan_mode_by_segment=tuple(sorted(config.scan_mode_by_segment.items())),
         )
+
+    def mode_for(self, port: int, segment: str = "") -> ScanMode:
+        """How an endpoint on ``port`` in ``segment`` is scanned: by port, else by segment, else scan_mode."""
+        by_port = dict(self.scan_mode_by_port).get(port)
+        if by_port is not None:
+            return by_port
+        return dict(self.scan_mode_by_segment).get(segment, self.scan_mode)
 
     def starttls_for(self, port: int) -> str | None:
         """The STARTTLS protocol spoken on ``port`` before TLS, or None for direct TLS."""
@@ -118,6 +137,7 @@ class Target:
     ip: str
     port: int
     sni: str
+    mode: ScanMode | None = None  # None: ``ScanSettings.mode_for(port)``
 
 
 @dataclass(frozen=True)
@@ -347,6 +367,7 @@ class Engine:
             else None
         )
         _load_trust_stores()
+        self._judge = ChainJudge(settings.custom_ca_file, settings.checks)
         self._deadlines = _Deadlines()
 
     def close(self, timeout: float = 2.0) -> bool:
@@ -454,16 +475,40 @@ class Engine:
 
     def _scan(self, endpoint: _Endpoint) -> tuple[list[Finding], CertificateFacts | None]:
         target = endpoint.target
-        failure = self._probe(endpoint)
-        if failure is not None:
-            return [failure], None
+        mode = target.mode or self.settings.mode_for(target.port)
+        if mode == "fast":
+            fetched = self._handshake(endpoint)
+            if isinstance(fetched, Finding):
+                return [fetched], None
+            if fetched is not None:
+                judged = self._judge.judge(fetched.chain_pem, fetched.ocsp, target.sni)
+                return self._findings(endpoint, [judged.deployment], judged.facts)
+            # a handshake failure SSLyze explains better: the full scan (the handshake was the probe)
+        else:
+            failure = self._probe(endpoint)
+            if failure is not None:
+                return [failure], None
         endpoint.check()
         server = self._connectivity(endpoint)
         endpoint.check()
         result = self._certificate_info(server, endpoint)
         endpoint.check()
-        deployments = deployments_from(result, target.sni, self.settings.custom_ca_file)
-        facts = certificate_facts(deployments[0].received_chain) if deployments else None
+        return self._findings(endpoint, deployments_from(result, target.sni, self.settings.custom_ca_file))
+
+    def _handshake(self, endpoint: _Endpoint) -> handshake.Served | Finding | None:
+        """The fast path's one connection: the chain as served, or why there is none (None: fall back)."""
+        target = endpoint.target
+        protocol = self.settings.starttls_for(target.port)
+        with endpoint.lease.connection(endpoint.deadline):
+            timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
+            return handshake.fetch(target.ip, target.port, target.sni, timeout, protocol)
+
+    def _findings(
+        self, endpoint: _Endpoint, deployments: list[Deployment], facts: CertificateFacts | None = None
+    ) -> tuple[list[Finding], CertificateFacts | None]:
+        endpoint.check()
+        if facts is None and deployments:
+            facts = certificate_facts(deployments[0].received_chain)
         found = analyse(deployments, self.settings.min_time_to_expiration, datetime.now(UTC), self.settings.checks)
         if self._revocation is not None and deployments and deployments[0].deciding_verdict() is not None:
             # opt-in: ask the CA about the chain clients verify (an untrusted one has its error already)

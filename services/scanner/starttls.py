@@ -22,6 +22,7 @@ import re
 import socket
 
 from sslyze.connection_helpers.opportunistic_tls_helpers import (
+    OpportunisticTlsError,
     ProtocolWithOpportunisticTlsEnum,
     get_opportunistic_tls_helper,
 )
@@ -38,7 +39,7 @@ from sslyze.server_setting import ServerNetworkConfiguration
 from shared import findings
 from shared.messages import Finding
 
-__all__ = ["SMTP_EHLO_HOSTNAME", "configure", "failure", "not_offered", "prepare", "protocol_of"]
+__all__ = ["SMTP_EHLO_HOSTNAME", "configure", "exchange_failure", "failure", "not_offered", "prepare", "protocol_of"]
 
 # What we say in EHLO. Looking up our own name would ask the system resolver; a fixed name in the
 # reserved .invalid domain says who we are without pretending to be a resolvable mail host.
@@ -93,6 +94,18 @@ def prepare(sock: socket.socket, protocol: str, sni: str) -> None:
     (raises ``OpportunisticTlsError``, ``OSError`` or ``smtplib``'s errors when it fails)."""
     helper = get_opportunistic_tls_helper(protocol_of(protocol), sni, SMTP_EHLO_HOSTNAME)
     helper.prepare_socket_for_tls_handshake(sock)
+
+
+def exchange_failure(exc: Exception, port: int, protocol: str, sni: str) -> Finding | None:
+    """The finding for ``prepare`` failing as it did, worded as ``failure`` words SSLyze's error for
+    the same cause; None when SSLyze's own connection attempt says it better (the fast path then
+    falls back to the full scan)."""
+    if isinstance(exc, OpportunisticTlsError):
+        return _negotiation(port, protocol, str(exc.args[0]) if exc.args else "", sni)
+    if isinstance(exc, TimeoutError):
+        message = f"STARTTLS failed on port {port} ({protocol}): the server did not answer in time"
+        return findings.error(findings.Code.CONNECT_TIMEOUT, message)
+    return None
 
 
 def not_offered(port: int, protocol: str) -> Finding:

@@ -136,10 +136,14 @@ def test_the_diagnosis_costs_one_connection_beyond_the_probe_and_sslyzes_test(
 def test_a_healthy_endpoint_costs_no_extra_connection(contexts: Contexts, engine: Engine) -> None:
     with CountingTlsServer(contexts.normal) as server:
         sslyze_alone = sslyze_scan_connections(server, OK, contexts.ca_file)
-        outcome = engine.scan_one(Target(server.ip, server.port, OK))
+        outcome = engine.scan_one(Target(server.ip, server.port, OK, mode="full"))
         time.sleep(0.1)
         assert rows(outcome) == []
         assert server.accepted == 1 + sslyze_alone  # the probe, then exactly what SSLyze spends
+        server.reset()
+        assert rows(engine.scan_one(Target(server.ip, server.port, OK))) == []
+        time.sleep(0.1)
+        assert server.accepted == 1  # the fast path: one handshake, which was the probe too
 
 
 def test_a_server_refusing_every_handshake_is_not_mistaken_for_a_large_certificate(engine: Engine) -> None:

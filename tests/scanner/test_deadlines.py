@@ -19,6 +19,7 @@ import pytest
 from services.scanner.handler import ScannerHandler
 from services.scanner.scan import Engine, Outcome, ScanSettings, Target
 from shared import findings
+from shared.config import ScanMode
 from shared.messages import ScanJob, job_id
 from shared.transport.base import ConnectionLost
 
@@ -45,6 +46,7 @@ def settings(
     scan_timeout: float = SCAN_TIMEOUT,
     concurrency: int = 100,
     max_connections_per_ip: int = 5,
+    mode: ScanMode = "fast",
 ) -> ScanSettings:
     return ScanSettings(
         network_timeout=network_timeout,
@@ -52,6 +54,7 @@ def settings(
         concurrency=concurrency,
         max_connections_per_ip=max_connections_per_ip,
         custom_ca_file=ca_file,
+        scan_mode=mode,
     )
 
 
@@ -76,15 +79,19 @@ def cut_off_by_the_client(connections: list[DripConnection], by: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "honest",
+    ("mode", "honest", "dripping"),
     [
-        pytest.param(0, id="connectivity-test-drips"),  # the probe gets its first byte; SSLyze's test then waits
-        pytest.param(3, id="certificate-info-jobs-drip"),  # probe and connectivity test pass; the 4 jobs drip
+        pytest.param("fast", 0, 1, id="the-one-handshake-drips"),
+        # the probe gets its first byte and hangs up; SSLyze's connectivity test then waits
+        pytest.param("full", 0, 2, id="connectivity-test-drips"),
+        pytest.param(
+            "full", 3, 4, id="certificate-info-jobs-drip"
+        ),  # probe and connectivity test pass; the 4 jobs drip
     ],
 )
-def test_a_drip_feeding_server_is_cut_off_at_the_deadline(tls: TLS, honest: int) -> None:
+def test_a_drip_feeding_server_is_cut_off_at_the_deadline(tls: TLS, mode: ScanMode, honest: int, dripping: int) -> None:
     context, ca_file = tls
-    engine = Engine(settings(ca_file))
+    engine = Engine(settings(ca_file, mode=mode))
     try:
         with DripServer(context, honest=honest, give_up=30) as server:
             start, results = collect(engine, [Target(server.ip, server.port, f"a.{DOMAIN}")])
@@ -93,8 +100,7 @@ def test_a_drip_feeding_server_is_cut_off_at_the_deadline(tls: TLS, honest: int)
             assert SCAN_TIMEOUT * 0.9 <= at < SCAN_TIMEOUT + MARGIN  # reported at the deadline
             assert server.wait_closed(SCAN_TIMEOUT + 2 * MARGIN)
             cut_off_by_the_client(server.connections, by=start + SCAN_TIMEOUT + MARGIN)
-            # the probe's (it hangs up after the first byte) and the connectivity test's; or the 4 jobs'
-            assert len([c for c in server.connections if c.dripping]) == (2 if honest == 0 else 4)
+            assert len([c for c in server.connections if c.dripping]) == dripping
     finally:
         closing = time.monotonic()
         idle = engine.close()
@@ -152,17 +158,23 @@ def test_drip_feeders_hold_no_worker_past_their_deadline(tls: TLS) -> None:
         assert at < 2 * SCAN_TIMEOUT
 
 
-def test_a_timeout_is_reported_at_its_deadline_while_results_stream_in(tls: TLS) -> None:
+# (mode, handshake delay): scans through one slow address take >= 4.5 s for 32 names: full mode makes
+# 7 connections of 0.1 s per scan, the fast path one of 0.75 s; 5 at a time
+STREAMS = [pytest.param("fast", 0.75, id="fast"), pytest.param("full", 0.1, id="full")]
+
+
+@pytest.mark.parametrize(("mode", "delay"), STREAMS)
+def test_a_timeout_is_reported_at_its_deadline_while_results_stream_in(tls: TLS, mode: ScanMode, delay: float) -> None:
     """The consumer is busy (publishing, say) while results keep coming: the timeout takes its place
     among them at its deadline, never behind results that finished after it."""
     context, ca_file = tls
-    engine = Engine(settings(ca_file))
-    names = 32  # at most ~7 a second through one slow address (5 units, 7 connections of 0.1 s each): >= 4.5 s
+    engine = Engine(settings(ca_file, mode=mode))
+    names = 32
     order: list[int] = []
     try:
         with (
             DripServer(context, ip="127.0.0.10", give_up=30) as drip,
-            SlowServer(context, delay=0.1, ip="127.0.0.11") as slow,
+            SlowServer(context, delay=delay, ip="127.0.0.11") as slow,
         ):
             targets = [Target(drip.ip, drip.port, f"d.{DOMAIN}")]
             targets += [Target(slow.ip, slow.port, f"s{i}.{DOMAIN}") for i in range(names)]

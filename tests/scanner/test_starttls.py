@@ -23,7 +23,7 @@ from lab.certs import Authority, make_authority
 from services.scanner import starttls
 from services.scanner.scan import Engine, Outcome, ScanSettings, Target, connection_failure
 from shared import findings
-from shared.config import STARTTLS_PROTOCOLS
+from shared.config import STARTTLS_PROTOCOLS, ScanMode
 
 from .starttls_servers import CountingTlsServer, PostgresCluster, StallingServer, server_context, smtp_server
 
@@ -144,15 +144,22 @@ def test_a_refused_starttls_port_is_connect_refused_as_on_any_port(engine: Engin
     assert rows(outcome) == [(findings.Code.CONNECT_REFUSED, "error", "connection refused")]
 
 
+# connections a silent or drip-feeding STARTTLS server sees: the fast path's one; in full mode the
+# probe's TCP connect, then the connectivity test's exchange
+CONNECTIONS = {"fast": 1, "full": 2}
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
 @pytest.mark.parametrize("protocol", ["smtp", "postgres"])
-def test_a_silent_starttls_server_costs_one_network_timeout(servers: Servers, protocol: str) -> None:
-    """Accepts and never says a word: the probe's connect succeeds, the exchange times out once."""
+def test_a_silent_starttls_server_costs_one_network_timeout(servers: Servers, protocol: str, mode: ScanMode) -> None:
+    """Accepts and never says a word: the connect succeeds, the exchange times out once."""
     with StallingServer(drip=False) as server:
         settings = ScanSettings(
             network_timeout=NETWORK_TIMEOUT,
             scan_timeout=10.0,
             custom_ca_file=servers.ca_file,
             starttls=((server.port, protocol),),
+            scan_mode=mode,
         )
         engine = Engine(settings)
         try:
@@ -163,10 +170,11 @@ def test_a_silent_starttls_server_costs_one_network_timeout(servers: Servers, pr
         message = f"STARTTLS failed on port {server.port} ({protocol}): the server did not answer in time"
         assert rows(outcome) == [(findings.Code.CONNECT_TIMEOUT, "error", message)]
         assert NETWORK_TIMEOUT * 0.9 <= outcome.duration_s < NETWORK_TIMEOUT + MARGIN
-        assert len(server.connections) == 2  # the probe's TCP connect, then one exchange
+        assert len(server.connections) == CONNECTIONS[mode]
 
 
-def test_a_server_drip_feeding_its_smtp_greeting_is_cut_off_at_the_deadline(servers: Servers) -> None:
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_a_server_drip_feeding_its_smtp_greeting_is_cut_off_at_the_deadline(servers: Servers, mode: ScanMode) -> None:
     """A greeting that never ends, one byte every half second: no socket operation ever waits the
     network timeout, so only the deadline's shutdown of SSLyze's STARTTLS socket ends it (that socket
     came from the hooked direct-connect function, or it would run on until the server gives up)."""
@@ -177,6 +185,7 @@ def test_a_server_drip_feeding_its_smtp_greeting_is_cut_off_at_the_deadline(serv
             scan_timeout=scan_timeout,
             custom_ca_file=servers.ca_file,
             starttls=((server.port, "smtp"),),
+            scan_mode=mode,
         )
         engine = Engine(settings)
         try:
@@ -188,7 +197,7 @@ def test_a_server_drip_feeding_its_smtp_greeting_is_cut_off_at_the_deadline(serv
             ]
             assert scan_timeout * 0.9 <= reported < scan_timeout + MARGIN
             assert server.wait_closed(2 * MARGIN)
-            assert len(server.connections) == 2  # the probe's, then the connectivity test's
+            assert len(server.connections) == CONNECTIONS[mode]
             assert max(c.closed_at or 0.0 for c in server.connections) <= start + scan_timeout + MARGIN
         finally:
             closing = time.monotonic()
