@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from shared.messages import ScanResult
 from shared.runner import ServeOptions, serve
 from shared.transport import ConnectionLost, Outgoing, TransportError
 from shared.transport.amqp import AmqpTransport
+from shared.transport.amqp.links import Link, message_properties
 from tests.distributed.broker import close_connections_named
 
 from .conftest import AmqpHarness, new_amqp
@@ -48,6 +50,33 @@ def test_serve_survives_forced_connection_close(amqp: AmqpHarness) -> None:
     by_job = {r.job_id for r in results if isinstance(r, ScanResult)}
     assert len(by_job) == 19  # every job done; redelivery may repeat a few (the reporter dedups)
     assert amqp.dead_letters(q_in) == []
+
+
+def test_a_connection_lost_in_the_middle_of_a_batch_loses_nothing_and_repeats_nothing(
+    amqp: AmqpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches go out as broker transactions: the second one here is half sent when its connection
+    goes; the broker drops what was not committed, and the batch goes again on a new link."""
+    transport = amqp.transport
+    q = amqp.queue("bulk")
+    count = 1600  # four transactions
+    calls = 0
+    whole = Link.publish_batch
+
+    def break_the_second(self: Link, exchange: str, items: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            channel = self._batch_channel()
+            for routing_key, body, headers in items[: len(items) // 2]:
+                channel.basic_publish(exchange, routing_key, body, properties=message_properties(headers))
+            self.connection.close()  # the connection goes before the commit
+        whole(self, exchange, items)
+
+    monkeypatch.setattr(Link, "publish_batch", break_the_second)
+    transport.publish_many([Outgoing(q, job(n)) for n in range(count)])
+    assert calls == 5  # four batches, the second twice
+    assert drain(amqp, q, count, timeout=30) == [job(n) for n in range(count)]
 
 
 def test_publish_after_close_fails_fast() -> None:

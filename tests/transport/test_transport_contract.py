@@ -73,6 +73,22 @@ def test_publish_many_keeps_order(harness: Harness) -> None:
     assert drain(harness, q, 20) == [job(n) for n in range(20)]
 
 
+def test_publish_many_of_more_than_one_window_keeps_order_and_loses_nothing(harness: Harness) -> None:
+    q = harness.queue()
+    count = 1234  # two whole broker transactions and part of a third
+    harness.transport.publish_many([Outgoing(q, job(n)) for n in range(count)])
+    assert harness.depth(q) == count
+    assert drain(harness, q, count) == [job(n) for n in range(count)]
+
+
+def test_an_unroutable_message_in_a_batch_raises_and_the_routable_ones_arrive(harness: Harness) -> None:
+    q = harness.queue()
+    batch = [Outgoing(q, job(0)), Outgoing("never-declared-queue", job(1)), Outgoing(q, job(2))]
+    with pytest.raises(TransportError):
+        harness.transport.publish_many(batch)
+    assert [m for m in drain(harness, q, 2) if m == job(0)] == [job(0)]
+
+
 def test_unsettled_delivery_comes_back_after_close(harness: Harness) -> None:
     q = harness.queue()
     harness.transport.publish(q, job(2))

@@ -14,7 +14,8 @@ Threading (pika connections are not thread-safe, and BlockingConnection only hea
 thread is inside a pika call): a consumer's connection is used only by the thread that calls
 ``get``; publishers take a pooled link for the duration of a publish.
 
-Delivery guarantees: persistent messages, publisher confirms, ``mandatory`` (an unroutable message
+Delivery guarantees: persistent messages, publisher confirms (a batch: one committed transaction per
+``PUBLISH_WINDOW`` messages), ``mandatory`` (an unroutable message
 raises instead of vanishing), manual acks. A redelivered message is counted in the
 ``x-dcc-redeliveries`` header (classic queues do not count for us): past ``max_redeliveries`` it is
 dead-lettered, so a message that kills its consumer every time cannot loop forever. Giving a

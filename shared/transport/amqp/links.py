@@ -3,8 +3,9 @@
 A thread takes a link for the duration of one call, so no link is ever used by two threads at once
 (pika connections are not thread-safe). BlockingConnection only heartbeats while its thread is
 inside a pika call, so a pump thread services idle links before their heartbeats lapse.
-Publishes are persistent, confirmed and ``mandatory``: an unroutable message raises instead of
-vanishing. Breaks and reconnects are told through the transport's ``BrokerHealth`` (once per outage).
+Publishes are persistent, confirmed (a batch: committed as one transaction) and ``mandatory``: an
+unroutable message raises instead of vanishing. Breaks and reconnects are told through the
+transport's ``BrokerHealth`` (once per outage).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from shared.transport.base import ConnectionLost, TransportError
 
-from .client import pika, px
+from .client import BlockingChannel, pika, px
 from .health import BrokerHealth, brief
 from .retry import TRANSIENT, Broken, quiet_close, retrying
 
@@ -50,10 +51,37 @@ class Link:
             self.close()
             raise
         self.used = time.monotonic()
+        self._batch: BlockingChannel | None = None  # a transactional channel, opened by the first batch
+        self._returned: list[bytes] = []  # bodies the broker returned (mandatory, unroutable)
 
     def publish(self, exchange: str, routing_key: str, body: bytes, headers: Mapping[str, object] | None) -> None:
         self.channel.basic_publish(exchange, routing_key, body, properties=message_properties(headers), mandatory=True)
         self.used = time.monotonic()
+
+    def publish_batch(self, exchange: str, items: Sequence[tuple[str, bytes, Mapping[str, object] | None]]) -> None:
+        """Publish ``items`` in one broker transaction: one round trip for all of them instead of a
+        confirm per message. Nothing of an uncommitted batch is delivered, so a break mid-way means
+        the whole batch again on a fresh link. Raises ``UnroutableError`` when one had no queue (the
+        others are delivered, as a confirmed publish of each would have done before it raised)."""
+        channel = self._batch_channel()
+        for routing_key, body, headers in items:
+            channel.basic_publish(exchange, routing_key, body, properties=message_properties(headers), mandatory=True)
+        channel.tx_commit()
+        # A channel's frames come in order: an unroutable message's return arrived before the commit's
+        # answer; pika hands buffered returns to the callback when it next processes events.
+        self.connection.process_data_events(0)
+        self.used = time.monotonic()
+        if self._returned:
+            self._returned.clear()
+            raise px.UnroutableError([])
+
+    def _batch_channel(self) -> BlockingChannel:
+        if self._batch is None:
+            channel = self.connection.channel()
+            channel.tx_select()
+            channel.add_on_return_callback(lambda _ch, _method, _props, body: self._returned.append(body))
+            self._batch = channel
+        return self._batch
 
     def close(self) -> None:
         quiet_close(self.connection)
