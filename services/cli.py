@@ -59,6 +59,16 @@ def _metrics_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= value <= 1_000_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dns-cert-checker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -85,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     scanner = sub.add_parser("scanner", help="scan the jobs of one network segment")
     _common(scanner)
     scanner.add_argument("--segment", default="default", help="network segment whose queue to consume")
+    scanner.add_argument(
+        "--processes", type=_positive, default=1, help="scanner processes on this queue, supervised (default 1)"
+    )
+    scanner.add_argument(
+        "--max-scans", type=_positive, default=None, help="recycle a scanner process after this many scans"
+    )
+    # what the supervisor tells each child (services/scanner_processes.py)
+    scanner.add_argument("--connection-share", type=_positive, default=1, help=argparse.SUPPRESS)
+    scanner.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
     reporter = sub.add_parser("reporter", help="write each completed run's CSV/JSONL")
     _common(reporter)
     reporter.add_argument("--output-dir", required=True, type=Path)
@@ -102,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] not in SUBCOMMANDS + ("-h", "--help"):
         args_list.insert(0, "run")  # the original's command line has no subcommand
     args = build_parser().parse_args(args_list)
+    args.argv = args_list
     try:
         config = load_config(default_config_path(args.config))
     except ConfigError as exc:
@@ -129,6 +149,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return report_main(config, format=args.format, by=args.by, deliveries=args.deliveries)
     collector = _collector_options(args) if args.command == "collector" else None  # bad input before the broker
+    if args.command == "scanner" and args.processes > 1:
+        from services.scanner_processes import supervise
+
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            return supervise(args.argv, args.processes, stop)
     transport = open_amqp()  # a malformed AMQP_URL is a ConfigError: one line, the password never quoted
     try:
         import services.daemons as daemons
@@ -140,7 +166,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             if args.command == "resolver":
                 return daemons.run_resolver(config, transport, stop)
             if args.command == "scanner":
-                return daemons.run_scanner(config, transport, stop, args.segment)
+                share = args.connection_share
+                return daemons.run_scanner(config, transport, stop, args.segment, share=share, max_scans=args.max_scans)
             return daemons.run_reporter(config, transport, stop, args.output_dir, metrics_port=args.metrics_port)
     finally:
         transport.close()

@@ -9,15 +9,19 @@ dnspython they do not need.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from shared.config import Config
+from shared.messages import Message
 from shared.runner import Handler, Stage, serve_stage
-from shared.transport import BrokerRefused, Transport, TransportError
+from shared.transport import BrokerRefused, Outgoing, Transport, TransportError
 
 if TYPE_CHECKING:
     from services.collector.service import CollectorOptions
@@ -35,11 +39,48 @@ def run_resolver(config: Config, transport: Transport, stop: threading.Event) ->
     return run_stage(transport, runner.stage(config), stop)
 
 
-def run_scanner(config: Config, transport: Transport, stop: threading.Event, segment: str) -> int:
+def run_scanner(
+    config: Config,
+    transport: Transport,
+    stop: threading.Event,
+    segment: str,
+    *,
+    share: int = 1,
+    max_scans: int | None = None,
+) -> int:
+    """The scanner service; ``share``: how many processes split the per-address connection limit
+    (``--processes``), ``max_scans``: stop taking jobs after this many and exit 0 (recycled)."""
     from services.scanner import runner
 
+    if share > 1:
+        config = msgspec.structs.replace(config, max_connections_per_ip=max(1, config.max_connections_per_ip // share))
     (stage,) = runner.stages(config, [segment])
+    if max_scans is not None:
+        stage = dataclasses.replace(stage, handler=_Recycling(stage.handler, max_scans, stop))
     return run_stage(transport, stage, stop)
+
+
+class _Recycling(Handler):
+    """A scanner handler that sets ``stop`` once it has answered ``limit`` jobs: the service then
+    drains and exits 0, and its supervisor starts a fresh process (SSLyze state grows)."""
+
+    def __init__(self, inner: Handler, limit: int, stop: threading.Event) -> None:
+        self._inner, self._limit, self._stop = inner, limit, stop
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
+        for answered in self._inner.handle_batch(messages):
+            yield answered
+            with self._lock:
+                self._done += 1
+                reached = self._done == self._limit
+            if reached:
+                log.info("recycling this scanner process after %d scans", self._limit)
+                self._stop.set()
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def run_reporter(

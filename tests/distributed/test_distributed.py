@@ -242,3 +242,21 @@ def test_a_stalled_run_is_reported_incomplete_after_the_deadline(tmp_path: Path,
     finally:
         codes = fleet.stop()
     assert all(code == 0 for code in codes.values()), codes
+
+
+def test_scanner_processes_share_a_segment_and_recycle_without_losing_a_job(
+    fleet: Fleet, inputs: Inputs, vhost: Vhost
+) -> None:
+    """``scanner --processes 2 --max-scans 4``: two scanner processes consume each segment; each
+    stops after 4 scans and a fresh one takes its place; the report is the in-process one."""
+    fleet.start("reporter", "reporter", "--output-dir", str(fleet.output_dir))
+    fleet.start("resolver", "resolver")
+    for segment in ("dmz", "office"):
+        fleet.start(f"scanner-{segment}", "scanner", "--segment", segment, "--processes", "2", "--max-scans", "4")
+    run_id = fleet.submit(inputs.zones)
+    report = fleet.wait_for_report(run_id, timeout=120)
+    assert report.read_bytes() == inputs.reference
+    log = fleet.log("scanner-dmz") + fleet.log("scanner-office")
+    assert log.count("supervising 2 scanner processes") == 2
+    assert "recycled; starting another" in log  # more jobs than 2 × 4 in each segment
+    assert_stopped_cleanly(fleet)

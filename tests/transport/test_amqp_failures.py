@@ -168,6 +168,32 @@ def test_a_service_with_a_wrong_password_exits_2_with_one_line(tmp_path: Path, s
     assert not re.search(r"\bWARNING\b", done.stderr), done.stderr
 
 
+def test_scanner_processes_refused_by_the_broker_exit_2_without_retrying(tmp_path: Path) -> None:
+    """The supervisor of ``--processes`` passes a child's refusal on: restarting would never help."""
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    env = {
+        **os.environ,
+        "AMQP_URL": with_netloc(amqp_url_from_env(), password=SECRET),
+        "DCC_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:8]}.",
+        "PYTHONPATH": str(ROOT),
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "scanner", "--processes", "2", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert time.monotonic() - started < 20
+    assert "refused the login" in output and "exited with status 2" in output
+    assert "Traceback" not in output and SECRET not in output
+
+
 # -- an outage: one line when the broker goes, one when it is back ----------------------------
 
 
