@@ -28,7 +28,10 @@ from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.oid import ExtensionOID
 from nassl._nassl import OCSP_RESPONSE
-from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDeploymentAnalyzer
+from sslyze.plugins.certificate_info._cert_chain_analyzer import (
+    CertificateDeploymentAnalysisResult,
+    CertificateDeploymentAnalyzer,
+)
 from sslyze.plugins.certificate_info.trust_stores.trust_store import TrustStore
 from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
 
@@ -64,8 +67,10 @@ class ChainJudge:
         self._custom_ca_file = custom_ca_file
         self._policy = policy
         stores = TrustStoresRepository.get_default().get_all_stores()
+        self._custom_store: TrustStore | None = None
         if custom_ca_file is not None:
-            stores.append(TrustStore(custom_ca_file, CUSTOM_STORE_NAME, "N/A"))  # named as CERTIFICATE_INFO names it
+            self._custom_store = TrustStore(custom_ca_file, CUSTOM_STORE_NAME, "N/A")  # CERTIFICATE_INFO's name
+            stores.append(self._custom_store)
         self._stores = stores
         self._max_age = max_age
         self._max_entries = max_entries
@@ -100,15 +105,30 @@ class ChainJudge:
 
     def _analyse(self, chain_pem: Sequence[str], ocsp: OCSP_RESPONSE | None) -> Judged:
         leaf = x509.load_pem_x509_certificate(chain_pem[0].encode("ascii"))
-        analysis = CertificateDeploymentAnalyzer(
+        deployment = None
+        if self._custom_store is not None:
+            # A chain anchored in custom_ca_file is judged by that file alone (``deployment_from``),
+            # so the public stores (five, the costly part) are asked only about the other chains.
+            mine = deployment_from(
+                self._analysis(leaf, chain_pem, ocsp, [self._custom_store]), "", self._custom_ca_file
+            )
+            if mine.anchored_in_custom:
+                deployment = mine
+        if deployment is None:
+            deployment = deployment_from(self._analysis(leaf, chain_pem, ocsp, self._stores), "", self._custom_ca_file)
+        deployment = dataclasses.replace(deployment, verdict=chain_verdict(deployment, self._policy))
+        return Judged(deployment, certificate_facts(deployment.received_chain))
+
+    @staticmethod
+    def _analysis(
+        leaf: x509.Certificate, chain_pem: Sequence[str], ocsp: OCSP_RESPONSE | None, stores: list[TrustStore]
+    ) -> CertificateDeploymentAnalysisResult:
+        return CertificateDeploymentAnalyzer(
             server_subject=_covered_name(leaf),
             server_certificate_chain_as_pem=list(chain_pem),
             server_ocsp_response=ocsp,
-            trust_stores_for_validation=self._stores,
+            trust_stores_for_validation=stores,
         ).perform()
-        deployment = deployment_from(analysis, "", self._custom_ca_file)
-        deployment = dataclasses.replace(deployment, verdict=chain_verdict(deployment, self._policy))
-        return Judged(deployment, certificate_facts(deployment.received_chain))
 
 
 def _key(chain_pem: Sequence[str], ocsp: OCSP_RESPONSE | None) -> _Key:
