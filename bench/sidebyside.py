@@ -1,6 +1,7 @@
 """Scanner engines side by side: the same N loopback TLS endpoints, every engine in one run.
 
     .venv/bin/python bench/sidebyside.py [--endpoints 1000] [--engines a,b,c,d,e] [--max-seconds 120] [--rounds 2]
+        [--concurrency 100] [--latency-ms MS]
 
 Servers: two separate processes (asyncio TLS servers), each serving half of the endpoints, which
 are spread over up to 250 loopback addresses (127.0.40.1-127.0.40.250) and ceil(N/250) ports per
@@ -24,6 +25,15 @@ Engines (each in its own child process, so its CPU (os.wait4) and peak RSS (VmHW
      queue of the RabbitMQ at 127.0.0.1:5672, under a throw-away name prefix; the worker publishes
      the jobs and consumes the results (the resolver's and reporter's part); CPU and RSS are the
      scanners'. Skipped when nothing listens there.
+
+Latency profile (--latency-ms MS, needs root and iproute2): the two server processes run in a
+network namespace of their own, joined to the host by a veth pair (host 10.231.0.1/24, namespace
+10.231.0.2/24); the endpoint addresses are 10.231.1.1-10.231.1.250 on the namespace's end, routed
+via it. Both ends delay every packet by MS/2 (tc netem), so each connection from the engines (on the
+host, as always) sees MS of round trip. The namespace and the veth are deleted at the end.
+
+--concurrency is the endpoints at once of (b) and (d), and the scan_concurrency of (c) and each
+scanner process of (e) (its default, 100, is the configuration's default).
 
 Rounds run every engine in turn, every other round in reverse order (engines interleaved, so drift
 hits them alike); the ratios are medians over rounds. --max-seconds bounds each engine run.
@@ -68,6 +78,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `lab`, `services`, `shared` import even where the editable install predates them
 
 IP_PREFIX = "127.0.40."
+NETNS_HOST, NETNS_PEER = "10.231.0.1", "10.231.0.2"  # the veth pair of --latency-ms, a /24
+NETNS_PREFIX = "10.231.1."  # the endpoint addresses of --latency-ms, on the namespace's end
+CLONE_NEWNET = 0x40000000
 MAX_ADDRESSES = 250
 SERVER_PROCESSES = 2
 ZONE = "bench.test"
@@ -114,7 +127,7 @@ def _cases(n: int, rng: random.Random) -> list[str]:
     return cases[:n]
 
 
-def build_population(n: int, certdir: Path) -> tuple[list[Endpoint], Path]:
+def build_population(n: int, certdir: Path, prefix: str = IP_PREFIX) -> tuple[list[Endpoint], Path]:
     """The endpoints (no ports yet) and their certificates in ``certdir``; returns the CA file too."""
     from lab.certs import DAY, Issued, issue, make_authority
 
@@ -135,7 +148,7 @@ def build_population(n: int, certdir: Path) -> tuple[list[Endpoint], Path]:
     endpoints: list[Endpoint] = []
     groups: dict[int, list[Endpoint]] = {}
     for i, case in enumerate(cases):
-        ip = f"{IP_PREFIX}{i % addresses + 1}"
+        ip = f"{prefix}{i % addresses + 1}"
         slot = i // addresses
         if case == "wildcard":
             endpoints.append(Endpoint(i, case, f"w{i}.{WILDCARD_ZONE}", ip, slot, wildcard))
@@ -192,10 +205,12 @@ def _bind_same_port(ips: list[str]) -> tuple[int, list[socket.socket]]:
     raise OSError(errno.EADDRINUSE, "no port free on every address")
 
 
-def serve(conn: Connection, specs: list[tuple[int, str, int, str]], certdir: str) -> None:
+def serve(conn: Connection, specs: list[tuple[int, str, int, str]], certdir: str, netns: str = "") -> None:
     """A server process: ``specs`` are (endpoint index, ip, slot, certificate id). Sends ("ready",
     {slot: port}), then answers "counts" with (connections per endpoint, CPU seconds) since the last
-    "counts", until "stop"."""
+    "counts", until "stop". With ``netns``, it first joins that network namespace."""
+    if netns:
+        _join_netns(netns)
     asyncio.run(_serve(conn, specs, Path(certdir)))
 
 
@@ -271,10 +286,164 @@ async def _serve(conn: Connection, specs: list[tuple[int, str, int, str]], certd
         server.close()
 
 
-class Servers:
-    """The server processes: each serves every endpoint whose address is in its half."""
+def _join_netns(name: str) -> None:
+    """setns(2) into /run/netns/``name`` (Python 3.11 has no os.setns): sockets made after are in it."""
+    import ctypes
 
-    def __init__(self, endpoints: list[Endpoint], certdir: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setns {name}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+
+
+TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+
+
+def _open_tun(name: str) -> int:
+    import fcntl
+    import struct
+
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI))
+    os.set_blocking(fd, False)
+    return fd
+
+
+def delay_line(host_if: str, peer_if: str, netns: str, delay: float, ready: Connection) -> None:
+    """The wire of the tun link (for kernels without netem): every packet the host sends on
+    ``host_if`` comes out of ``peer_if`` in ``netns`` ``delay`` seconds later, and back alike."""
+    import heapq
+    import selectors
+
+    host = _open_tun(host_if)
+    _join_netns(netns)
+    peer = _open_tun(peer_if)
+    other = {host: peer, peer: host}
+    pending: list[tuple[float, int, int, bytes]] = []
+    seq = 0
+    selector = selectors.DefaultSelector()
+    for fd in other:
+        selector.register(fd, selectors.EVENT_READ)
+    ready.send("ready")
+    while True:
+        timeout = max(0.0, pending[0][0] - time.monotonic()) if pending else None
+        for key, _ in selector.select(timeout):
+            fd = int(key.fd)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    packet = os.read(fd, 65536)
+                    seq += 1
+                    heapq.heappush(pending, (time.monotonic() + delay, seq, other[fd], packet))
+        now = time.monotonic()
+        while pending and pending[0][0] <= now:
+            _, _, fd, packet = heapq.heappop(pending)
+            with contextlib.suppress(OSError):  # a full tun queue drops it, as a wire would
+                os.write(fd, packet)
+
+
+class LatencyNetns:
+    """--latency-ms: a network namespace joined to the host by a veth pair, ``addresses`` on its end
+    (routed from the host via it), and netem delaying every packet by ``ms``/2 on both ends. Where
+    the kernel has no netem (sch_netem), the link is a pair of tun devices instead, one on each
+    side, and a process of ours is the wire between them, holding every packet ``ms``/2."""
+
+    def __init__(self, ms: float, addresses: Iterable[str]) -> None:
+        tag = f"{os.getpid() % 100000}"
+        self.name = f"dcc-sbs-{tag}"
+        self.host_if, self.peer_if = f"sbsh{tag}", f"sbsn{tag}"  # at most 15 characters
+        self.ms = ms
+        self.addresses = sorted(set(addresses))
+        self.created = False
+        self.link = ""  # veth+netem or tun+delay line, once up
+        self.wire: Any = None  # the delay line's process
+
+    @staticmethod
+    def _ip(*args: str, stdin: str | None = None) -> None:
+        import subprocess
+
+        done = subprocess.run(list(args), input=stdin, text=True, capture_output=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
+
+    def __enter__(self) -> LatencyNetns:
+        try:
+            try:
+                self._up("veth")
+            except RuntimeError as exc:
+                if "qdisc kind is unknown" not in str(exc):
+                    raise
+                self.close()
+                self._up("tun")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _up(self, link: str) -> None:
+        run, ns = self._ip, self.name
+        run("ip", "netns", "add", ns)
+        self.created = True
+        if link == "veth":
+            run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if)
+        else:
+            run("ip", "tuntap", "add", "dev", self.host_if, "mode", "tun")
+            run("ip", "tuntap", "add", "dev", self.peer_if, "mode", "tun")
+        run("ip", "link", "set", self.peer_if, "netns", ns)
+        run("ip", "addr", "add", f"{NETNS_HOST}/24", "dev", self.host_if)
+        run("ip", "link", "set", self.host_if, "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", ns, "addr", "add", f"{NETNS_PEER}/24", "dev", self.peer_if)
+        batch = "".join(f"addr add {a}/32 dev {self.peer_if}\n" for a in self.addresses)
+        run("ip", "-n", ns, "-batch", "-", stdin=batch)
+        run("ip", "-n", ns, "link", "set", self.peer_if, "up")
+        net = NETNS_PREFIX + "0/24"
+        if link == "veth":
+            run("ip", "route", "add", net, "via", NETNS_PEER, "dev", self.host_if)
+            netem = ["root", "netem", "delay", f"{self.ms / 2:g}ms", "limit", "100000"]
+            run("tc", "qdisc", "add", "dev", self.host_if, *netem)
+            run("tc", "-n", ns, "qdisc", "add", "dev", self.peer_if, *netem)
+            self.link = f"veth + netem {self.ms / 2:g} ms each way"
+            return
+        run("ip", "route", "add", net, "dev", self.host_if)  # a tun link has no neighbours: no gateway
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        args = (self.host_if, self.peer_if, ns, self.ms / 2000, child)
+        self.wire = context.Process(target=delay_line, args=args, daemon=True)
+        self.wire.start()
+        if not parent.poll(30):
+            raise RuntimeError("the delay line did not start")
+        parent.recv()
+        self.link = f"tun pair + userspace delay line {self.ms / 2:g} ms each way (no netem in this kernel)"
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Deleting the namespace deletes its end of the link; the host's end goes with it (veth) or
+        here (tun), and the route with that."""
+        import subprocess
+
+        if self.wire is not None:
+            self.wire.kill()  # our own child, by its handle
+            self.wire.join(10)
+            self.wire = None
+        if self.created:
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+            self.created = False
+        for name in (self.host_if, self.peer_if):
+            if Path(f"/sys/class/net/{name}").exists():
+                subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
+class Servers:
+    """The server processes: each serves every endpoint whose address is in its half (in ``netns``
+    when given)."""
+
+    def __init__(self, endpoints: list[Endpoint], certdir: Path, netns: str = "") -> None:
         context = multiprocessing.get_context("spawn")
         addresses = sorted({e.ip for e in endpoints}, key=lambda ip: int(ip.rsplit(".", 1)[1]))
         share = -(-len(addresses) // SERVER_PROCESSES)
@@ -288,7 +457,7 @@ class Servers:
                 continue
             parent, child = context.Pipe()
             specs = [(e.index, e.ip, e.slot, e.cert_id) for e in members]
-            proc = context.Process(target=serve, args=(child, specs, str(certdir)), daemon=True)
+            proc = context.Process(target=serve, args=(child, specs, str(certdir), netns), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
@@ -429,7 +598,7 @@ def run_handler(spec: dict[str, Any], deadline: float, mode: str) -> Verdicts:
     from shared.config import Config
     from shared.messages import ScanJob, ScanResult
 
-    config = Config(custom_ca_file=spec["ca_file"], scan_mode=mode)  # type: ignore[arg-type]
+    config = Config(custom_ca_file=spec["ca_file"], scan_mode=mode, scan_concurrency=spec["concurrency"])  # type: ignore[arg-type]
     handler = make_handler(config)
     options = serve_options(config)
     jobs = _jobs(spec)
@@ -530,7 +699,8 @@ def run_distributed(spec: dict[str, Any], deadline: float, processes: int, workd
     transport = open_transport(url, prefix=prefix)
     transport.declare(queues)
     config = workdir / "scanner-config.json"
-    config.write_text(json.dumps({"custom_ca_file": spec["ca_file"], "scan_mode": "fast"}))
+    settings = {"custom_ca_file": spec["ca_file"], "scan_mode": "fast", "scan_concurrency": spec["concurrency"]}
+    config.write_text(json.dumps(settings))
     env = {**os.environ, "AMQP_URL": url, "DCC_QUEUE_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "services.cli", "scanner", "--config", str(config), "--segment", segment]
     logs = [workdir / f"scanner-{processes}-{i}.log" for i in range(processes)]
@@ -902,12 +1072,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-seconds", type=float, default=120.0, help="bound per engine run")
     parser.add_argument("--rounds", type=int, default=2, help="run every engine this often; every other in reverse")
-    parser.add_argument("--concurrency", type=int, default=100, help="endpoints at once for (b) and (d)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=100,
+        help="endpoints at once for (b) and (d); scan_concurrency of (c) and of each (e) scanner",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="round-trip time: servers in a network namespace behind a veth with netem (root, iproute2)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.endpoints <= MAX_ENDPOINTS:
         parser.error(f"--endpoints must be within 1..{MAX_ENDPOINTS}")
     if not 1 <= args.rounds <= 5:
         parser.error("--rounds must be within 1..5")
+    if args.latency_ms < 0:
+        parser.error("--latency-ms must not be negative")
     if any(e.startswith("e") for e in args.engines) and not _broker_listens():
         print(f"no broker at {AMQP_HOST}:{AMQP_PORT}: engine (e) skipped")
         args.engines = [e for e in args.engines if not e.startswith("e")]
@@ -917,36 +1101,56 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sidebyside-") as tmp:
         workdir = Path(tmp)
         t0 = time.monotonic()
-        endpoints, ca_file = build_population(args.endpoints, workdir / "certs")
-        servers = Servers(endpoints, workdir / "certs")
-        try:
-            distinct = len({e.cert_id for e in endpoints})
-            addresses = len({e.ip for e in endpoints})
-            ports = len({(e.ip, e.port) for e in endpoints}) // max(1, addresses)
-            print(
-                f"{len(endpoints)} endpoints on {addresses} addresses x {ports} ports, {distinct} distinct "
-                f"certificates, {len(servers.procs)} server processes, ready in {time.monotonic() - t0:.1f}s; "
-                f"{os.cpu_count()} CPUs; {date.today().isoformat()}"
-            )
-            servers.counts()  # reset
-            runs: list[Run] = []
-            for round_ in range(args.rounds):
-                order = args.engines if round_ % 2 == 0 else list(reversed(args.engines))
-                for engine in order:
-                    run = run_engine(engine, endpoints, ca_file, workdir, args)
-                    run.connections, run.server_cpu = servers.counts()
-                    run.round = round_ + 1
-                    runs.append(run)
-                    print(
-                        f"  round {round_ + 1} {ENGINE_LABELS[engine]}: {run.done}/{run.n} in {run.scan_wall:.2f}s "
-                        f"({run.rate:.0f}/s), client CPU {run.cpu_ms:.2f} ms/endpoint, RSS {run.rss_mb:.0f} MB, "
-                        f"{sum(run.connections.values()) / len(endpoints):.2f} TCP conns/endpoint, "
-                        f"{len(run.bad)} flagged{' — ' + run.note if run.note else ''}",
-                        flush=True,
-                    )
-        finally:
-            servers.stop()
+        prefix = NETNS_PREFIX if args.latency_ms else IP_PREFIX
+        endpoints, ca_file = build_population(args.endpoints, workdir / "certs", prefix)
+        with contextlib.ExitStack() as stack:
+            netns, link = "", ""
+            if args.latency_ms:
+                latency = stack.enter_context(LatencyNetns(args.latency_ms, (e.ip for e in endpoints)))
+                netns, link = latency.name, f"{latency.name}, {latency.link}"
+            runs = _run_all(endpoints, ca_file, workdir, args, netns, t0, link)
     return report(runs, endpoints, args)
+
+
+def _run_all(
+    endpoints: list[Endpoint],
+    ca_file: Path,
+    workdir: Path,
+    args: argparse.Namespace,
+    netns: str,
+    t0: float,
+    link: str = "",
+) -> list[Run]:
+    servers = Servers(endpoints, workdir / "certs", netns)
+    try:
+        distinct = len({e.cert_id for e in endpoints})
+        addresses = len({e.ip for e in endpoints})
+        ports = len({(e.ip, e.port) for e in endpoints}) // max(1, addresses)
+        print(
+            f"{len(endpoints)} endpoints on {addresses} addresses x {ports} ports, {distinct} distinct "
+            f"certificates, {len(servers.procs)} server processes, ready in {time.monotonic() - t0:.1f}s; "
+            f"{os.cpu_count()} CPUs; {date.today().isoformat()}"
+            + (f"; {args.latency_ms:g} ms round trip (netns {link})" if netns else "")
+        )
+        servers.counts()  # reset
+        runs: list[Run] = []
+        for round_ in range(args.rounds):
+            order = args.engines if round_ % 2 == 0 else list(reversed(args.engines))
+            for engine in order:
+                run = run_engine(engine, endpoints, ca_file, workdir, args)
+                run.connections, run.server_cpu = servers.counts()
+                run.round = round_ + 1
+                runs.append(run)
+                print(
+                    f"  round {round_ + 1} {ENGINE_LABELS[engine]}: {run.done}/{run.n} in {run.scan_wall:.2f}s "
+                    f"({run.rate:.0f}/s), client CPU {run.cpu_ms:.2f} ms/endpoint, RSS {run.rss_mb:.0f} MB, "
+                    f"{sum(run.connections.values()) / len(endpoints):.2f} TCP conns/endpoint, "
+                    f"{len(run.bad)} flagged{' — ' + run.note if run.note else ''}",
+                    flush=True,
+                )
+    finally:
+        servers.stop()
+    return runs
 
 
 if __name__ == "__main__":
