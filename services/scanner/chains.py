@@ -12,8 +12,10 @@ check, so ``deployment_from`` matches the name once per chain and records it on 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +26,7 @@ from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDepl
 from sslyze.plugins.certificate_info.implementation import CertificateInfoScanResult
 from sslyze.plugins.certificate_info.trust_stores.trust_store import PathValidationResult
 
+from services.scanner import revocation
 from services.scanner.analysis import Deployment, Stapling, StoreVerdict, hostname_matches, verdict_for_code
 
 CUSTOM_STORE_NAME = "Supplied CA file"  # what sslyze calls the custom_ca_file store
@@ -86,18 +89,32 @@ def deployment_from(analysis: CertificateDeploymentAnalysisResult, sni: str, cus
     public: list[StoreVerdict] = []
     if custom is None or not custom.anchored:  # anchored in the custom CA: the public stores have no say
         public = [_store_verdict(r, chain_pem) for r in results if not _is_custom(r, custom_ca_file)]
-    return Deployment(
+    deployment = Deployment(
         received_chain=chain,
         verdicts=public,
         hostname_ok=bool(chain) and hostname_matches(chain[0], sni),
         valid_order=analysis.received_chain_has_valid_order,
         custom=custom,
-        stapling=Stapling(
-            must_staple=analysis.leaf_certificate_has_must_staple_extension,
-            response=analysis.ocsp_response,
-            trusted=analysis.ocsp_response_is_trusted,
-        ),
     )
+    stapling = Stapling(
+        must_staple=analysis.leaf_certificate_has_must_staple_extension,
+        response=analysis.ocsp_response,
+        trusted=analysis.ocsp_response_is_trusted,
+    )
+    return dataclasses.replace(deployment, stapling=staple_checked(stapling, deployment.deciding_verdict()))
+
+
+def staple_checked(stapling: Stapling, verdict: StoreVerdict | None) -> Stapling:
+    """SSLyze checks a staple only against a store whose strict verification succeeded; for a chain
+    only OpenSSL trusts (a lax private CA) it says nothing (None). Check it against the issuer in
+    the chain OpenSSL built, so such a PKI's good staples are not reported as unverifiable."""
+    if stapling.response is None or stapling.trusted is not None or verdict is None:
+        return stapling
+    if len(verdict.verified_chain) < 2:
+        return stapling
+    issuer = verdict.verified_chain[1]
+    trusted = revocation.signed_for_issuer(stapling.response, issuer, datetime.now(UTC))
+    return dataclasses.replace(stapling, trusted=trusted)
 
 
 def deployments_from(result: CertificateInfoScanResult, sni: str, custom_ca_file: Path | None) -> list[Deployment]:

@@ -4,6 +4,7 @@ ocsp`` responder and real CRLs served on loopback (``ocsp_lab``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from sslyze import (
 )
 from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDeploymentAnalysisResult
 
+from services.scanner.analysis import Stapling, StoreVerdict
+from services.scanner.chains import staple_checked
 from services.scanner.revocation import RevocationChecker, stapled_findings
 from shared import findings
 from shared.messages import Finding
@@ -179,6 +182,23 @@ def test_an_untrusted_staple_is_unverified(pki: tuple[Issued, Issued]) -> None:
     [finding] = stapled_findings(leaf.cert, False, built_response(ca, leaf), False)
     assert (finding.code, finding.status) == (Code.OCSP_STAPLE_UNVERIFIED, "warning")
     assert "not trusted" in finding.message
+
+
+def test_a_staple_of_a_chain_only_openssl_trusts_is_checked_against_the_issuer_it_built(
+    pki: tuple[Issued, Issued],
+) -> None:
+    """SSLyze leaves the staple unchecked (None) when no store's strict verification succeeded, as
+    for a lax private CA; the chain OpenSSL built names the issuer, and its signature decides."""
+    ca, leaf = pki
+    trusted_by_openssl = StoreVerdict("Supplied CA file", verified_chain=(leaf.cert, ca.cert))
+    good = Stapling(must_staple=True, response=built_response(ca, leaf), trusted=None)
+    assert staple_checked(good, trusted_by_openssl).trusted is True
+    assert stapled_findings(leaf.cert, True, good.response, staple_checked(good, trusted_by_openssl).trusted) == []
+    stranger = make_cert("Stranger CA")
+    forged = Stapling(response=built_response(stranger, leaf), trusted=None)
+    assert staple_checked(forged, trusted_by_openssl).trusted is False
+    assert staple_checked(good, None).trusted is None  # nothing trusts the chain: nothing to check against
+    assert staple_checked(dataclasses.replace(good, trusted=False), trusted_by_openssl).trusted is False  # SSLyze's own
 
 
 def test_a_staple_no_trust_store_could_check_is_unverified(pki: tuple[Issued, Issued]) -> None:

@@ -40,7 +40,7 @@ from services.scanner.revocation.checker import (
 from services.scanner.revocation.fetch import MAX_CONNECTIONS, USER_AGENT
 from services.scanner.revocation.stapled import stapled_findings
 from services.scanner.revocation.urls import MAX_URL_CHARS
-from services.scanner.revocation.verify import CLOCK_SKEW
+from services.scanner.revocation.verify import CLOCK_SKEW, signed_for_issuer
 
 __all__ = [
     "CACHE_MAX_AGE",
@@ -53,5 +53,6 @@ __all__ = [
     "MAX_URL_CHARS",
     "USER_AGENT",
     "RevocationChecker",
+    "signed_for_issuer",
     "stapled_findings",
 ]

@@ -78,6 +78,18 @@ def responder_verdict(
     return (), single.next_update_utc
 
 
+def signed_for_issuer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> bool:
+    """Whether ``response`` is signed by ``issuer`` or by a responder it delegated OCSP signing to
+    (the stapled response of a chain only OpenSSL trusts, which SSLyze leaves unchecked)."""
+    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return False
+    try:
+        signer = _ocsp_signer(response, issuer, now)
+    except Unavailable:
+        return False
+    return _signature_valid(signer.public_key(), response.signature, response.tbs_response_bytes, response)
+
+
 def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> x509.Certificate:
     """The certificate whose key must have signed the answer: the issuer, or a responder
     certificate the issuer delegated OCSP signing to (RFC 6960 4.2.2.2). Raises ``Unavailable``."""
