@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.messages import ScanResult
+from shared.messages import ScanResult, decode
 from shared.runner import ServeOptions, serve
 from shared.transport import ConnectionLost, Outgoing, TransportError
 from shared.transport.amqp import AmqpTransport
@@ -77,6 +77,33 @@ def test_a_connection_lost_in_the_middle_of_a_batch_loses_nothing_and_repeats_no
     transport.publish_many([Outgoing(q, job(n)) for n in range(count)])
     assert calls == 5  # four batches, the second twice
     assert drain(amqp, q, count, timeout=30) == [job(n) for n in range(count)]
+
+
+def test_a_consumer_whose_io_loop_closes_under_it_reconnects_instead_of_dying(
+    amqp: AmqpHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen after a broker outage: pika's process_data_events raised ValueError("Timeout closed
+    before call") on a connection lost mid-call, which killed the serving thread."""
+    transport = amqp.transport
+    q = amqp.queue("loop")
+    consumer = transport.consumer(q, 5)
+    try:
+        assert consumer.get(0.1) is None  # connected and consuming
+        connection = consumer._connection
+        real = connection.process_data_events
+
+        def lost_mid_call(time_limit: float = 0) -> None:
+            connection.close()
+            monkeypatch.setattr(connection, "process_data_events", real)
+            raise ValueError("Timeout closed before call")
+
+        monkeypatch.setattr(connection, "process_data_events", lost_mid_call)
+        transport.publish(q, job(7))
+        delivery = consumer.get(10.0)  # the loss is handled, the consumer reconnects, the job comes
+        assert delivery is not None and decode(delivery.body) == job(7)
+        consumer.ack(delivery)
+    finally:
+        consumer.close()
 
 
 def test_publish_after_close_fails_fast() -> None:

@@ -174,9 +174,16 @@ class AmqpConsumer(Consumer):
             if self._connection is None:  # cancelled or closed after a loss: nothing more comes
                 time.sleep(remaining)
                 return None
+            connection = self._connection
             try:
-                self._connection.process_data_events(time_limit=remaining)
+                connection.process_data_events(time_limit=remaining)
             except TRANSIENT + (px.ChannelClosedByBroker,) as exc:
+                self._lost(exc)
+            except ValueError as exc:
+                # pika's "Timeout closed before call": the connection's I/O loop was closed under
+                # us, as when the connection is lost mid-call. A lost connection, not a bug of ours.
+                if connection.is_open:
+                    raise
                 self._lost(exc)
 
     def _next_buffered(self) -> Delivery | None:
