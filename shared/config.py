@@ -589,13 +589,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                     f"starttls.{port_text}: {quote(protocol)} is not one of {', '.join(STARTTLS_PROTOCOLS)} or none"
                 )
 
-    def scan_mode_for(self, port: int, segment: str) -> ScanMode:
-        """How an endpoint on ``port`` scanned in ``segment`` is scanned: by port, else segment, else scan_mode."""
-        by_port = self.scan_mode_by_port.get(str(port))
-        if by_port is not None:
-            return by_port
-        return self.scan_mode_by_segment.get(segment, self.scan_mode)
-
     def starttls_ports(self) -> dict[int, str]:
         """Port -> STARTTLS protocol: the defaults with the config's overrides ("none" removes one)."""
         ports = dict(DEFAULT_STARTTLS)

@@ -26,9 +26,6 @@ from services.scanner.sockets import new_socket
 from shared import findings
 from shared.messages import Finding
 
-# TLS record types a server may answer a ClientHello with: alert (21) or handshake (22).
-_TLS_RECORD_TYPES = (21, 22)
-
 
 @dataclass(frozen=True)
 class Served:
@@ -105,6 +102,6 @@ def fetch(ip: str, port: int, sni: str, timeout: float, protocol: str | None = N
 
 def _unless_tls(head: bytes, otherwise: Finding | None) -> Finding | None:
     """The probe's verdict on what the server answered first: plaintext is a finding; TLS, ``otherwise``."""
-    if not (head[0] in _TLS_RECORD_TYPES and (len(head) < 2 or head[1] == 3)):
+    if not probing.looks_like_tls(head):
         return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, probing.PLAINTEXT)
     return otherwise

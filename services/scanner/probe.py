@@ -92,6 +92,11 @@ def _family(ip: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
+def looks_like_tls(head: bytes) -> bool:
+    """Whether a server's first bytes (at least one) open a TLS record: an alert or a handshake, TLS 1.x."""
+    return head[0] in _TLS_RECORD_TYPES and (len(head) < 2 or head[1] == 3)
+
+
 def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None:
     """None when ``ip:port`` answers a ClientHello in TLS within ``timeout`` seconds, else why not."""
     deadline = time.monotonic() + timeout
@@ -112,7 +117,7 @@ def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None
             return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
     if not head:
         return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)
-    if head[0] in _TLS_RECORD_TYPES and (len(head) < 2 or head[1] == 3):
+    if looks_like_tls(head):
         return None  # a TLS record (even an alert): SSLyze tries more than our one hello
     return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, PLAINTEXT)
 

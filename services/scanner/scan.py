@@ -122,14 +122,28 @@ class ScanSettings:
 
     def mode_for(self, port: int, segment: str = "") -> ScanMode:
         """How an endpoint on ``port`` in ``segment`` is scanned: by port, else by segment, else scan_mode."""
-        by_port = dict(self.scan_mode_by_port).get(port)
+        by_port = self._mode_by_port.get(port)
         if by_port is not None:
             return by_port
-        return dict(self.scan_mode_by_segment).get(segment, self.scan_mode)
+        return self._mode_by_segment.get(segment, self.scan_mode)
 
     def starttls_for(self, port: int) -> str | None:
         """The STARTTLS protocol spoken on ``port`` before TLS, or None for direct TLS."""
-        return dict(self.starttls).get(port)
+        return self._starttls_by_port.get(port)
+
+    # Lookups per endpoint: the tuples above as dicts, made once (cached_property writes the
+    # instance's __dict__ directly, which a frozen dataclass allows).
+    @functools.cached_property
+    def _starttls_by_port(self) -> dict[int, str]:
+        return dict(self.starttls)
+
+    @functools.cached_property
+    def _mode_by_port(self) -> dict[int, ScanMode]:
+        return dict(self.scan_mode_by_port)
+
+    @functools.cached_property
+    def _mode_by_segment(self) -> dict[str, ScanMode]:
+        return dict(self.scan_mode_by_segment)
 
 
 @dataclass(frozen=True)

@@ -136,18 +136,23 @@ SERVICES = {
 }
 
 
+def wrong_password_env() -> dict[str, str]:
+    """A service's environment whose AMQP_URL has the wrong password, on queues of its own."""
+    return {
+        **os.environ,
+        "AMQP_URL": with_netloc(amqp_url_from_env(), password=SECRET),
+        "DCC_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:8]}.",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_a_service_with_a_wrong_password_exits_2_with_one_line(tmp_path: Path, service: str) -> None:
     config = tmp_path / "config.json"
     config.write_text("{}")
     (tmp_path / "zones.json").write_text('{"example.test": [{"type": "A", "name": "www", "target": "192.0.2.1"}]}')
     args = [a.format(zones=tmp_path / "zones.json", out=tmp_path / "out") for a in SERVICES[service]]
-    env = {
-        **os.environ,
-        "AMQP_URL": with_netloc(amqp_url_from_env(), password=SECRET),
-        "DCC_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:8]}.",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = wrong_password_env()
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", *args, "--config", str(config)],
@@ -172,12 +177,7 @@ def test_scanner_processes_refused_by_the_broker_exit_2_without_retrying(tmp_pat
     """The supervisor of ``--processes`` passes a child's refusal on: restarting would never help."""
     config = tmp_path / "config.json"
     config.write_text("{}")
-    env = {
-        **os.environ,
-        "AMQP_URL": with_netloc(amqp_url_from_env(), password=SECRET),
-        "DCC_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:8]}.",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = wrong_password_env()
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "scanner", "--processes", "2", "--config", str(config)],
