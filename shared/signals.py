@@ -18,7 +18,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Within the block, SIGTERM/SIGINT set ``stop``; a second one raises ``SystemExit(128 + signum)``.
+    """Within the block, SIGTERM/SIGINT set ``stop``; a second signal raises ``SystemExit(128 + signum)``.
+
+    Only a signal counts as the first: a service that set ``stop`` itself (a scanner recycling after
+    ``--max-scans``) still drains when its supervisor then sends SIGTERM.
 
     The previous handlers come back when the block ends. Off the main thread (tests, embedding)
     signal handlers cannot be set, and this does nothing.
@@ -27,11 +30,14 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         yield
         return
 
+    signalled = threading.Event()  # a stop asked for otherwise (a recycling scanner) is not a first signal
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if stop.is_set():
+        if signalled.is_set():
             log.warning("second %s: exiting now", name)
             raise SystemExit(128 + signum)
+        signalled.set()
         log.warning("%s: finishing in-flight work, then stopping", name)
         stop.set()
 
