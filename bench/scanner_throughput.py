@@ -17,6 +17,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -65,16 +66,34 @@ def run_handler(jobs: list[ScanJob], config: Config, deadline: float) -> int:
     options = serve_options(config)
     batches = [jobs[i : i + options.batch_size] for i in range(0, len(jobs), options.batch_size)]
 
+    done = [0]
+    lock = threading.Lock()
+
     def one(batch: list[ScanJob]) -> int:
         if time.monotonic() > deadline:
             return 0
-        return sum(1 for _ in handler.handle_batch(batch))
+        count = 0
+        for _ in handler.handle_batch(batch):
+            count += 1
+            with lock:
+                done[0] += 1
+                if done[0] % 1000 == 0:  # memory and threads as scans add up: flat is the goal
+                    print(f"  after {done[0]:>6} scans: RSS {_rss_mb():.0f} MB, {threading.active_count()} threads")
+        return count
 
     try:
         with ThreadPoolExecutor(options.workers) as pool:
             return sum(pool.map(one, batches))
     finally:
         handler.close()
+
+
+def _rss_mb() -> float:
+    """Resident set size now (VmRSS), not the peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def run_sslyze_scanner(jobs: list[ScanJob], config: Config) -> int:
@@ -119,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sslyze-scanner", action="store_true", help="use sslyze.Scanner instead (comparison)")
     parser.add_argument("--scan-mode", choices=("fast", "full"), default="fast", help="config scan_mode")
     args = parser.parse_args(argv)
-    if not 0 < args.jobs <= 5000:
-        parser.error("--jobs must be within 1..5000")
+    if not 0 < args.jobs <= 20_000:
+        parser.error("--jobs must be within 1..20000")
 
     parent, child = multiprocessing.Pipe()
     with tempfile.TemporaryDirectory() as workdir:

@@ -11,7 +11,7 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -188,19 +188,37 @@ def result_for(
 
 Message = RunStarted | ZoneSnapshot | ScanJob | ZonePlan | ScanResult
 
+MAX_BATCH = 1000  # messages in one batch: a bigger one is refused whole (dead-lettered)
+
+
+class Batch(_Msg, tag="batch.v1", frozen=True):
+    """Many messages for one queue in one body, so the broker's cost is paid once per batch.
+
+    Each message inside keeps its identity (a job id) and is settled on its own by the runner: the
+    batch is acked once every one of them is handled or dead-lettered, and comes back whole when
+    any was given back (each is idempotent, so a redone one never yields a second row). Handlers
+    never see a batch. A batch of batches does not exist.
+    """
+
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+Envelope = Message | Batch  # what a queue body decodes to
+
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Message)
+_decoder = msgspec.json.Decoder(Envelope)
 
 
 class DecodeError(ValueError):
     """A payload that is not a message we know (dead-letter it, do not crash)."""
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Envelope) -> bytes:
     return _encoder.encode(message)
 
 
-def decode(payload: bytes) -> Message:
+def decode_envelope(payload: bytes) -> Envelope:
+    """A queue body: one message or a batch of them."""
     try:
         return _decoder.decode(payload)
     except msgspec.ValidationError as exc:
@@ -209,12 +227,26 @@ def decode(payload: bytes) -> Message:
         raise DecodeError(f"undecodable message: {exc}") from None
 
 
+def decode(payload: bytes) -> Message:
+    """One message (a journal entry, a test's body); a batch here is a ``DecodeError``."""
+    decoded = decode_envelope(payload)
+    if isinstance(decoded, Batch):
+        raise DecodeError("invalid message: a batch where one message was expected")
+    return decoded
+
+
+def unpacked(payload: bytes) -> list[Message]:
+    """The messages of a queue body, batched or not (tools and tests that read queues)."""
+    decoded = decode_envelope(payload)
+    return list(decoded.messages) if isinstance(decoded, Batch) else [decoded]
+
+
 def normalise_zone(zone: str) -> str:
     """``Example.COM.`` → ``example.com``: the one spelling of a zone name in every message."""
     return zone.strip().rstrip(".").lower()
 
 
-def message_kind(message: Message) -> str:
+def message_kind(message: Envelope) -> str:
     """The wire tag of a message, e.g. ``scan_job.v1`` (for logs and headers)."""
     tag = type(message).__struct_config__.tag
     assert isinstance(tag, str)  # every message class above declares a string tag

@@ -25,7 +25,8 @@ from typing import Generic, TypeVar
 
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
-from shared.messages import DecodeError, Message, decode, message_kind
+from shared.batches import Parts, pack
+from shared.messages import Batch, DecodeError, Envelope, Message, decode_envelope, message_kind
 from shared.transport.base import BrokerRefused, ConnectionLost, Consumer, Delivery, Outgoing, Transport
 
 log = logging.getLogger("dcc.runner")
@@ -86,6 +87,12 @@ class ServeOptions:
     wait_for_storage: bool = True
     drain_timeout: float = 30.0  # on stop: how long in-flight work may take to finish
     poll: float = 0.2
+    # Outputs go out in batches of up to ``pack`` messages per queue (shared.batches), in at least
+    # ``spread`` batches when there are enough. With handle_batch, finished inputs are held until
+    # ``pack`` outputs are ready or the oldest has waited ``pack_linger`` s, then published and acked.
+    pack: int = 1
+    spread: int = 1
+    pack_linger: float = 0.25
 
 
 H = TypeVar("H", bound=Handler, covariant=True)
@@ -139,7 +146,7 @@ class _Server:
         self.handler = handler
         self.opts = opts
         prefetch = opts.prefetch or max(1, opts.workers * opts.batch_size * 2)
-        self.consumer = transport.consumer(queue, prefetch)
+        self.consumer = Parts(transport.consumer(queue, prefetch))
         self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=f"dcc-{queue}")
         self.slots = threading.Semaphore(opts.workers)
         self.in_flight: set[Future[None]] = set()
@@ -169,10 +176,12 @@ class _Server:
         if delivery is None:
             return False
         message = _decode_or_dead_letter(self.consumer, self.queue, delivery)
-        if message is not None:
+        if isinstance(message, Batch):
+            self.pending.extend(self.consumer.split(delivery, message))
+        elif message is not None:
             self.pending.append((delivery, message))
-            if self.batch_started is None:
-                self.batch_started = time.monotonic()
+        if self.pending and self.batch_started is None:
+            self.batch_started = time.monotonic()
         return True
 
     def _batch_ready(self, arrived: bool, now: float) -> bool:
@@ -246,17 +255,36 @@ class _Server:
         self, items: list[tuple[Delivery, Message]], remaining: dict[int, tuple[Delivery, Message]]
     ) -> bool:
         """Settle what the batch finishes; False when the broker went away (the rest was given back).
-        Whatever is left in ``remaining`` after a failure is tried one by one."""
+        Whatever is left in ``remaining`` after a failure is tried one by one. Finished inputs are
+        held for packing (``ServeOptions.pack``) and always published before anything is given back."""
+        held: dict[int, list[Outgoing]] = {}  # finished inputs → their outputs, not yet published
+        held_since = 0.0
         try:
-            for index, outputs in self.handler.handle_batch([m for _, m in items]):
-                self._publish_then_ack(remaining[index][0], outputs)
-                del remaining[index]
+            try:
+                for index, outputs in self.handler.handle_batch([m for _, m in items]):
+                    if not held:
+                        held_since = time.monotonic()
+                    held[index] = outputs
+                    if len(held) >= self.opts.pack or time.monotonic() - held_since >= self.opts.pack_linger:
+                        self._publish_held(held, remaining)
+            finally:
+                self._publish_held(held, remaining)  # what finished is sent, whatever stopped the rest
         except (ConnectionLost, BrokerRefused):
             _give_back(self.consumer, [d for d, _ in remaining.values()])
             return False
         except Exception as exc:  # the batch broke: what is left is tried one by one
             log.warning("batch on %s failed (%s); retrying %d one by one", self.queue, exc, len(remaining))
         return True
+
+    def _publish_held(self, held: dict[int, list[Outgoing]], remaining: dict[int, tuple[Delivery, Message]]) -> None:
+        """Publish the outputs of the finished inputs ``held`` together, then ack those inputs."""
+        if not held:
+            return
+        outputs = [out for outs in held.values() for out in outs]
+        self.transport.publish_many(pack(outputs, self.opts.pack, self.opts.spread))
+        for index in held:
+            self.consumer.ack(remaining.pop(index)[0])
+        held.clear()
 
     def _when_storage_returns(self, message: Message, first: StorageUnavailable) -> list[Outgoing]:
         """Pause the queue and offer ``message`` again, with backoff, until the handler's storage
@@ -279,12 +307,12 @@ class _Server:
             self.storage_down.clear()
 
     def _publish_then_ack(self, delivery: Delivery, outputs: Iterable[Outgoing]) -> None:
-        self.transport.publish_many(list(outputs))
+        self.transport.publish_many(pack(list(outputs), self.opts.pack, self.opts.spread))
         self.consumer.ack(delivery)
 
     def _tick(self) -> None:
         try:
-            self.transport.publish_many(self.handler.tick())
+            self.transport.publish_many(pack(self.handler.tick(), self.opts.pack, self.opts.spread))
         except Exception:
             log.exception("periodic work on %s failed", self.queue)
 
@@ -293,9 +321,9 @@ class _Stopped(Exception):
     """The service stopped while a message waited for storage: it goes back to the queue."""
 
 
-def _decode_or_dead_letter(consumer: Consumer, queue: str, delivery: Delivery) -> Message | None:
+def _decode_or_dead_letter(consumer: Consumer, queue: str, delivery: Delivery) -> Envelope | None:
     try:
-        return decode(delivery.body)
+        return decode_envelope(delivery.body)
     except DecodeError as exc:
         log.error("dead-lettering a message on %s: %s", queue, exc)
         consumer.dead_letter(delivery, str(exc))

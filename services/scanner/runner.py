@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 
 from services.scanner.handler import ScannerHandler
 from services.scanner.scan import ScanSettings
+from shared.batches import JOBS_PER_BATCH
 from shared.config import Config
 from shared.messages import Message
 from shared.runner import Handler, ServeOptions, Stage
@@ -15,14 +17,20 @@ from shared.transport import REPORT, Outgoing, scan_queue
 
 def serve_options(config: Config) -> ServeOptions:
     """Batches as large as the engine's concurrency; two of them in flight, so a batch's last slow
-    endpoints (a silent host costs a network_timeout) never leave the engine idle."""
+    endpoints (a silent host costs a network_timeout) never leave the engine idle.
+
+    Jobs arrive in broker batches of up to ``JOBS_PER_BATCH`` and results leave in batches of as
+    many (or after ``pack_linger``). The prefetch counts broker messages: enough for four rounds
+    of full batches, which also bounds what one scanner holds back from the others on its queue."""
     concurrency = max(1, config.scan_concurrency)
     workers = 2
     return ServeOptions(
         workers=workers,
         batch_size=concurrency,
         batch_linger=0.05,
-        prefetch=workers * concurrency,
+        prefetch=max(16, math.ceil(8 * workers * concurrency / JOBS_PER_BATCH)),
+        pack=JOBS_PER_BATCH,
+        pack_linger=0.25,
         # In-flight endpoints finish within scan_timeout of starting; a full queued batch needs two rounds
         # (more if many of its names share an address: they take turns). Unfinished work is redelivered.
         drain_timeout=max(30.0, 2 * config.scan_timeout + 5),

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.messages import Message, encode
+from shared.messages import Envelope, encode
 
 RESOLVE = "resolve"
 REPORT = "report"
@@ -54,7 +54,7 @@ class Outgoing:
     """A message a handler wants sent, and where."""
 
     destination: str
-    message: Message
+    message: Envelope  # a handler's are single messages; the runner may pack them (shared.batches)
 
 
 @dataclass
@@ -95,6 +95,12 @@ class Consumer(ABC):
     def requeue(self, delivery: Delivery) -> None:
         """Give it back for another consumer (shutdown before it started). Any thread."""
 
+    @abstractmethod
+    def park(self, body: bytes, reason: str, headers: Mapping[str, object]) -> None:
+        """Put ``body`` on this queue's dead-letter queue with ``reason``, settling nothing: one
+        message of a batch that cannot be handled (``shared.batches``). Raises ``TransportError``
+        when it cannot. Any thread."""
+
     def cancel(self) -> None:  # noqa: B027 - optional hook: only a broker pushes deliveries unasked
         """Stop receiving new deliveries (shutdown); settling in-flight ones still works. Owner thread."""
 
@@ -111,7 +117,7 @@ class Transport(ABC):
     def declare(self, queues: Sequence[str]) -> None:
         """Make sure these logical queues (and their dead-letter queues) exist."""
 
-    def publish(self, destination: str, message: Message) -> None:
+    def publish(self, destination: str, message: Envelope) -> None:
         """Send one message; returns once it is safely queued. Any thread."""
         self.publish_raw(destination, encode(message))
 

@@ -149,6 +149,10 @@ class _MemoryConsumer(Consumer):
                 self._t._dead[self._queue].append(DeadLetter(delivery.body, reason, dict(delivery.headers)))
             self._t._cond.notify_all()
 
+    def park(self, body: bytes, reason: str, headers: Mapping[str, object]) -> None:
+        with self._t._cond:
+            self._t._dead[self._queue].append(DeadLetter(body, reason, dict(headers)))
+
     def requeue(self, delivery: Delivery) -> None:
         with self._t._cond:
             if self._settle(delivery):

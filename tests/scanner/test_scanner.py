@@ -17,6 +17,7 @@ from services.scanner.probe import CLOSED, probe
 from services.scanner.runner import make_handler, serve_options
 from services.scanner.scan import Engine, ScanSettings, Target
 from shared import findings
+from shared.batches import JOBS_PER_BATCH
 from shared.config import Config, ScanMode
 from shared.messages import ScanJob, ScanResult, ZonePlan, job_id
 from shared.runner import PermanentError
@@ -254,7 +255,10 @@ def test_wiring_from_config(lab: Lab) -> None:
     config = Config(scan_concurrency=40, scan_timeout=12.0, network_timeout=2.0, custom_ca_file=str(lab.ca_file))
     options = serve_options(config)
     assert options.batch_size == 40 and options.workers >= 1
-    assert options.prefetch is not None and options.prefetch >= options.batch_size
+    # the prefetch counts broker messages, each up to JOBS_PER_BATCH jobs: two full rounds fit
+    assert options.prefetch is not None
+    assert options.prefetch * JOBS_PER_BATCH >= 2 * options.workers * options.batch_size
+    assert options.pack == JOBS_PER_BATCH  # results leave in batches too
     assert options.drain_timeout > config.scan_timeout
     handler = make_handler(config)
     try:

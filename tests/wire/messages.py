@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.messages import (
+    Batch,
     CertificateFacts,
+    Envelope,
     Finding,
     LocatedFinding,
-    Message,
     PlannedJob,
     RunStarted,
     ScanJob,
@@ -34,7 +35,7 @@ LOOP = LocatedFinding(
     finding=Finding(code="CNAME_LOOP", status="error", message="CNAME loop: a -> b -> a"),
 )
 
-EXAMPLES: dict[str, Message] = {
+EXAMPLES: dict[str, Envelope] = {
     "run_started.v1": RunStarted(run_id=RUN, started_at=AT, zones=["example.test", "other.test"], source="config"),
     "zone_snapshot.v1": ZoneSnapshot(
         run_id=RUN,
@@ -74,3 +75,5 @@ EXAMPLES: dict[str, Message] = {
         segment="dmz",
     ),
 }
+# A scanner's results and a resolver's jobs travel in batches (shared.batches)
+EXAMPLES["batch.v1"] = Batch(messages=[EXAMPLES["scan_result.v1"], EXAMPLES["scan_job.v1"]])  # type: ignore[list-item]

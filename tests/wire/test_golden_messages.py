@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from shared.messages import DecodeError, Message, ScanResult, decode, encode, message_kind
+from shared.messages import DecodeError, Envelope, ScanResult, decode, decode_envelope, encode, message_kind
 from tests.wire.messages import EXAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -18,21 +18,21 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def test_every_wire_message_has_a_golden_file() -> None:
     tags = {type(m).__struct_config__.tag for m in EXAMPLES.values()}
-    union = {t.__struct_config__.tag for t in typing.get_args(Message)}
+    union = {t.__struct_config__.tag for t in typing.get_args(Envelope)}
     assert tags == union == set(EXAMPLES)
     assert all((GOLDEN / f"{tag}.json").is_file() for tag in union)
 
 
 @pytest.mark.parametrize("tag", sorted(EXAMPLES))
 def test_golden_bytes_still_decode_to_the_same_message(tag: str) -> None:
-    decoded = decode((GOLDEN / f"{tag}.json").read_bytes())
+    decoded = decode_envelope((GOLDEN / f"{tag}.json").read_bytes())
     assert message_kind(decoded) == tag
     assert decoded == EXAMPLES[tag]
 
 
 @pytest.mark.parametrize("tag", sorted(EXAMPLES))
 def test_todays_encoding_decodes_to_what_was_encoded(tag: str) -> None:
-    assert decode(encode(EXAMPLES[tag])) == EXAMPLES[tag]
+    assert decode_envelope(encode(EXAMPLES[tag])) == EXAMPLES[tag]
 
 
 def test_a_result_from_before_segments_were_carried_decodes_with_an_empty_segment() -> None:

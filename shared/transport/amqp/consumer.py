@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -319,6 +319,9 @@ class AmqpConsumer(Consumer):
             self._hand_back([held])
             return
         self._settle(delivery.tag, "ack")
+
+    def park(self, body: bytes, reason: str, headers: Mapping[str, object]) -> None:
+        self._t.publish_dead(self.queue, body, reason, headers)
 
     def cancel(self) -> None:
         """Stop receiving; what was prefetched but not handed out goes back at once, uncounted."""
