@@ -56,7 +56,7 @@ class _Parent:
     """One batch delivery while its parts are being handled."""
 
     delivery: Delivery
-    left: int
+    size: int
     given_back: bool = False
     settled: set[int] = field(default_factory=set)  # parts settled already (settling twice is a no-op)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,7 +80,7 @@ class Parts(Consumer):
         self.inner = inner
 
     def split(self, delivery: Delivery, batch: Batch) -> list[tuple[Delivery, Message]]:
-        parent = _Parent(delivery, left=len(batch.messages))
+        parent = _Parent(delivery, size=len(batch.messages))
         return [
             (Delivery(b"", _PartTag(parent, index, message), delivery.redelivered, delivery.headers), message)
             for index, message in enumerate(batch.messages)
@@ -128,8 +128,7 @@ class Parts(Consumer):
             if tag.index in parent.settled:
                 return
             parent.settled.add(tag.index)
-            parent.left -= 1
             parent.given_back = parent.given_back or given_back
-            last, back = parent.left == 0, parent.given_back
+            last, back = len(parent.settled) == parent.size, parent.given_back
         if last:
             (self.inner.requeue if back else self.inner.ack)(parent.delivery)

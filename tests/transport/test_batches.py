@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 
-from shared.messages import MAX_BATCH, Batch, Message, ScanJob, ScanResult, decode, encode, unpacked
+from shared.messages import MAX_BATCH, Batch, Message, ScanJob, ScanResult, decode, encode, result_for, unpacked
 from shared.runner import Handler, ServeOptions
 from shared.transport import Outgoing
 
@@ -56,22 +57,7 @@ class _BatchScan(Handler):
     def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
         for index, message in enumerate(messages):
             assert isinstance(message, ScanJob)
-            yield index, [Outgoing(self.out, ScanResult(**_result_fields(message)))]
-
-
-def _result_fields(j: ScanJob) -> dict[str, object]:
-    from datetime import UTC, datetime
-
-    return {
-        "job_id": j.job_id,
-        "run_id": j.run_id,
-        "zone": j.zone,
-        "ip_address": j.ip_address,
-        "port": j.port,
-        "fqdn": j.fqdn,
-        "findings": [],
-        "scanned_at": datetime(2026, 1, 1, tzinfo=UTC),
-    }
+            yield index, [Outgoing(self.out, result_for(message, [], datetime(2026, 1, 1, tzinfo=UTC)))]
 
 
 def test_results_leave_in_batches_of_pack_and_every_job_is_answered_once(harness: Harness) -> None:
