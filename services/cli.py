@@ -59,6 +59,25 @@ def _metrics_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
 
 
+def _health_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--health-port",
+        type=_port,
+        default=None,
+        help="serve /healthz, /readyz and /metrics on this port (default: the config's health_port; none)",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -89,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not re-transfer zones whose SOA serial did not change (served from state_dir; still scanned)",
     )
+    _health_args(collector)
 
     resolver = sub.add_parser("resolver", help="resolve zones into scan jobs")
     _common(resolver)
+    _health_args(resolver)
     scanner = sub.add_parser("scanner", help="scan the jobs of one network segment")
     _common(scanner)
+    _health_args(scanner)
     scanner.add_argument("--segment", default="default", help="network segment whose queue to consume")
     scanner.add_argument(
         "--processes", type=_positive, default=1, help="scanner processes on this queue, supervised (default 1)"
@@ -107,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     reporter = sub.add_parser("reporter", help="write each completed run's CSV/JSONL")
     _common(reporter)
     reporter.add_argument("--output-dir", required=True, type=Path)
+    _health_args(reporter)
     _metrics_args(reporter)
     report = sub.add_parser("report", help="the open problems (and deliveries) from the alert state")
     _common(report)
@@ -154,21 +177,32 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         stop = threading.Event()
         with stop_on_signals(stop):
-            return supervise(args.argv, args.processes, stop)
+            port = args.health_port if args.health_port is not None else config.health_port
+            return supervise(args.argv, args.processes, stop, port)
     transport = open_amqp()  # a malformed AMQP_URL is a ConfigError: one line, the password never quoted
     try:
         import services.daemons as daemons
 
         stop = threading.Event()
+        port = args.health_port if args.health_port is not None else config.health_port
         with stop_on_signals(stop):
             if collector is not None:
-                return daemons.run_collector(config, transport, stop, collector)
+                return daemons.run_collector(config, transport, stop, collector, health_port=port)
             if args.command == "resolver":
-                return daemons.run_resolver(config, transport, stop)
+                return daemons.run_resolver(config, transport, stop, health_port=port)
             if args.command == "scanner":
-                share = args.connection_share
-                return daemons.run_scanner(config, transport, stop, args.segment, share=share, max_scans=args.max_scans)
-            return daemons.run_reporter(config, transport, stop, args.output_dir, metrics_port=args.metrics_port)
+                return daemons.run_scanner(
+                    config,
+                    transport,
+                    stop,
+                    args.segment,
+                    share=args.connection_share,
+                    max_scans=args.max_scans,
+                    health_port=port,
+                )
+            return daemons.run_reporter(
+                config, transport, stop, args.output_dir, metrics_port=args.metrics_port, health_port=port
+            )
     finally:
         transport.close()
 

@@ -9,8 +9,10 @@ dnspython they do not need.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from shared.config import Config
+from shared.config import Config, ConfigError
 from shared.messages import Message
+from shared.monitor import Monitor
 from shared.runner import Handler, Stage, serve_stage
 from shared.transport import BrokerRefused, Outgoing, Transport, TransportError
 
@@ -33,10 +36,35 @@ EXIT_BROKER = 1  # the broker stayed away past every retry: let the supervisor r
 EXIT_REFUSED = 2  # the broker refused our user, password or vhost: a configuration error, as bad input is
 
 
-def run_resolver(config: Config, transport: Transport, stop: threading.Event) -> int:
+@contextlib.contextmanager
+def health(transport: Transport, stop: threading.Event, port: int | None) -> Iterator[Monitor]:
+    """The process's monitor, served on ``port`` (``/healthz``, ``/readyz``, ``/metrics``) for as
+    long as the block runs; without a port, a monitor that keeps nothing. A port already taken is
+    a ``ConfigError``: one line, exit 2."""
+    if port is None:
+        yield Monitor()
+        return
+    from shared.health import HealthServer, ServiceMonitor
+
+    monitor = ServiceMonitor(transport, stop)
+    try:
+        server = HealthServer(monitor, port)
+    except OSError as exc:
+        raise ConfigError(f"health_port {port}: cannot listen ({exc.strerror or exc})") from None
+    with server:
+        yield monitor
+
+
+def run_resolver(config: Config, transport: Transport, stop: threading.Event, *, health_port: int | None = None) -> int:
     from services.resolver import runner
 
-    return run_stage(transport, runner.stage(config), stop)
+    with health(transport, stop, health_port) as monitor:
+        stage: Stage[Handler] = runner.stage(config)
+        if monitor.registry is not None:
+            from services.resolver.metrics import CountedJobs
+
+            stage = dataclasses.replace(stage, handler=CountedJobs(stage.handler, monitor.registry))
+        return run_stage(transport, stage, stop, monitor)
 
 
 def run_scanner(
@@ -47,6 +75,7 @@ def run_scanner(
     *,
     share: int = 1,
     max_scans: int | None = None,
+    health_port: int | None = None,
 ) -> int:
     """The scanner service; ``share``: how many processes split the per-address connection limit
     (``--processes``), ``max_scans``: stop taking jobs after this many and exit 0 (recycled)."""
@@ -54,10 +83,16 @@ def run_scanner(
 
     if share > 1:
         config = msgspec.structs.replace(config, max_connections_per_ip=max(1, config.max_connections_per_ip // share))
-    (stage,) = runner.stages(config, [segment])
-    if max_scans is not None:
-        stage = dataclasses.replace(stage, handler=_Recycling(stage.handler, max_scans, stop))
-    return run_stage(transport, stage, stop)
+    with health(transport, stop, health_port) as monitor:
+        metrics = None
+        if monitor.registry is not None:
+            from services.scanner.metrics import ScanMetrics
+
+            metrics = ScanMetrics(monitor.registry)
+        (stage,) = runner.stages(config, [segment], metrics)
+        if max_scans is not None:
+            stage = dataclasses.replace(stage, handler=_Recycling(stage.handler, max_scans, stop))
+        return run_stage(transport, stage, stop, monitor)
 
 
 class _Recycling(Handler):
@@ -84,23 +119,57 @@ class _Recycling(Handler):
 
 
 def run_reporter(
-    config: Config, transport: Transport, stop: threading.Event, output_dir: Path, *, metrics_port: int | None = None
+    config: Config,
+    transport: Transport,
+    stop: threading.Event,
+    output_dir: Path,
+    *,
+    metrics_port: int | None = None,
+    health_port: int | None = None,
 ) -> int:
     from services.reporter import runner
 
-    with runner.alerting_for(config, metrics_port=metrics_port) as alerting:
-        return run_stage(transport, runner.directory_stage(config, output_dir, alerting=alerting), stop)
+    with (
+        runner.alerting_for(config, metrics_port=metrics_port) as alerting,
+        health(transport, stop, health_port) as monitor,
+    ):
+        stage = runner.directory_stage(config, output_dir, alerting=alerting)
+        monitor.add_check("report directory", lambda: writable(output_dir))
+        if alerting is not None:
+            monitor.also_expose(alerting.registry)
+        return run_stage(transport, stage, stop, monitor)
 
 
-def run_stage(transport: Transport, stage: Stage[Handler], stop: threading.Event) -> int:
+def writable(directory: Path) -> str | None:
+    """None when a file can be made in ``directory`` (a readiness check), else why not."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ready-"):
+            return None
+    except OSError as exc:
+        return f"cannot write in {directory} ({exc.strerror or exc})"
+
+
+def run_stage(
+    transport: Transport, stage: Stage[Handler], stop: threading.Event, monitor: Monitor | None = None
+) -> int:
     """Serve ``stage`` until ``stop``; the exit status of the process."""
-    return _guarded(transport, stage.queue, stop, lambda: serve_stage(transport, stage, stop))
+    return _guarded(transport, stage.queue, stop, lambda: serve_stage(transport, stage, stop, monitor))
 
 
-def run_collector(config: Config, transport: Transport, stop: threading.Event, options: CollectorOptions) -> int:
+def run_collector(
+    config: Config,
+    transport: Transport,
+    stop: threading.Event,
+    options: CollectorOptions,
+    *,
+    health_port: int | None = None,
+) -> int:
+    """The collector service. Its readiness is the broker's (it consumes nothing); a run in
+    progress may take as long as its zone transfers, which have their own deadlines."""
     from services.collector import service
 
-    return _guarded(transport, "collector", stop, lambda: service.serve(config, transport, options, stop))
+    with health(transport, stop, health_port):
+        return _guarded(transport, "collector", stop, lambda: service.serve(config, transport, options, stop))
 
 
 def _guarded(transport: Transport, what: str, stop: threading.Event, body: Callable[[], int | None]) -> int:

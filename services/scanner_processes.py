@@ -20,12 +20,17 @@ pod's CPU limit is then one process's share); ``--processes`` is for a VM or a h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from services.scanner_health import Children, child_port
+from shared.config import ConfigError
+from shared.health import HealthServer
 
 log = logging.getLogger("dcc.daemon")
 
@@ -33,8 +38,10 @@ RECYCLED = 0  # a child that ran its --max-scans and drained exits 0: it is repl
 POLL = 0.2  # seconds between looks at the children
 
 
-def child_command(argv: Sequence[str], index: int, processes: int) -> list[str]:
-    """The scanner command line of one child: the parent's, as one process with its share."""
+def child_command(argv: Sequence[str], index: int, processes: int, health_port: int | None = None) -> list[str]:
+    """The scanner command line of one child: the parent's, as one process with its share (and
+    its own health port beside the supervisor's, ``services.scanner_health``)."""
+    health = [] if health_port is None else ["--health-port", str(child_port(health_port, index))]
     return [
         sys.executable,
         "-m",
@@ -46,19 +53,38 @@ def child_command(argv: Sequence[str], index: int, processes: int) -> list[str]:
         str(processes),
         "--process-index",
         str(index),
+        *health,
     ]
 
 
-def supervise(argv: Sequence[str], processes: int, stop: threading.Event) -> int:
-    """Run ``processes`` scanner children until ``stop``; replace the ones that recycle themselves."""
+def supervise(argv: Sequence[str], processes: int, stop: threading.Event, health_port: int | None = None) -> int:
+    """Run ``processes`` scanner children until ``stop``; replace the ones that recycle themselves.
+    With ``health_port``, answer there for all of them (``services.scanner_health``)."""
     children: dict[int, subprocess.Popen[bytes]] = {}
     starts = 0
 
     def start(index: int) -> None:
         nonlocal starts
-        children[index] = subprocess.Popen(child_command(argv, index, processes))
+        children[index] = subprocess.Popen(child_command(argv, index, processes, health_port))
         starts += 1
 
+    with contextlib.ExitStack() as stack:
+        if health_port is not None:
+            answers = Children(health_port, lambda: dict(children), stop)
+            try:
+                stack.enter_context(HealthServer(answers, health_port))
+            except OSError as exc:
+                raise ConfigError(f"health_port {health_port}: cannot listen ({exc.strerror or exc})") from None
+        return _run(children, start, processes, stop, lambda: starts)
+
+
+def _run(
+    children: dict[int, subprocess.Popen[bytes]],
+    start: Callable[[int], None],
+    processes: int,
+    stop: threading.Event,
+    starts: Callable[[], int],
+) -> int:
     for index in range(processes):
         start(index)
     log.info("supervising %d scanner processes", processes)
@@ -90,5 +116,5 @@ def supervise(argv: Sequence[str], processes: int, stop: threading.Event) -> int
             # -SIGTERM: a child just started had not set up its handler yet; it held no work
             if code not in (RECYCLED, -signal.SIGTERM) and status == 0:
                 status = code
-        log.info("scanner processes stopped (%d started in all)", starts)
+        log.info("scanner processes stopped (%d started in all)", starts())
     return status

@@ -119,6 +119,9 @@ class Parts(Consumer):
     def cancel(self) -> None:
         self.inner.cancel()
 
+    def consuming(self) -> bool:
+        return self.inner.consuming()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -536,6 +536,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # reporter: a run with results missing this long is incomplete (at most 30 days)
     run_deadline: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] = 3600.0
     state_dir: str | None = None  # collector: remembered SOA serials and the records they named
+    # services: /healthz, /readyz and /metrics on this port (all interfaces); None: no health server
+    health_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     alerts: AlertsConfig | None = None  # reporter: problem state, webhooks, Alertmanager, Slack
     # --- certificate checks (scanner); the README's findings table says what each reports ---
     critical_time_to_expiration: Annotated[int, msgspec.Meta(ge=0, le=100 * 365 * 86400)] = 7 * 86400  # error

@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, 
 
 from shared.batches import Parts, pack
 from shared.messages import Batch, DecodeError, Envelope, Message, decode_envelope, message_kind
+from shared.monitor import Monitor
 from shared.transport.base import BrokerRefused, ConnectionLost, Consumer, Delivery, Outgoing, Transport
 
 log = logging.getLogger("dcc.runner")
@@ -113,10 +114,12 @@ class Stage(Generic[H]):
         return list(dict.fromkeys([self.queue, *self.publishes]))
 
 
-def serve_stage(transport: Transport, stage: Stage[Handler], stop: threading.Event) -> None:
+def serve_stage(
+    transport: Transport, stage: Stage[Handler], stop: threading.Event, monitor: Monitor | None = None
+) -> None:
     """Declare the stage's queues, then serve it until ``stop`` (see ``serve``)."""
     transport.declare(stage.queues())
-    serve(transport, stage.queue, stage.handler, stop, stage.options)
+    serve(transport, stage.queue, stage.handler, stop, stage.options, monitor)
 
 
 def serve(
@@ -125,9 +128,11 @@ def serve(
     handler: Handler,
     stop: threading.Event,
     options: ServeOptions | None = None,
+    monitor: Monitor | None = None,
 ) -> None:
-    """Consume ``queue`` until ``stop`` is set, finish in-flight work, then close the handler."""
-    server = _Server(transport, queue, handler, options or ServeOptions())
+    """Consume ``queue`` until ``stop`` is set, finish in-flight work, then close the handler.
+    ``monitor`` hears of the loop's beats, its consumer and its work (``shared.monitor``)."""
+    server = _Server(transport, queue, handler, options or ServeOptions(), monitor or Monitor())
     try:
         server.run(stop)
     finally:
@@ -140,13 +145,17 @@ def serve(
 class _Server:
     """The consume loop of one queue: batches deliveries onto a pool of ``workers`` threads."""
 
-    def __init__(self, transport: Transport, queue: str, handler: Handler, opts: ServeOptions) -> None:
+    def __init__(
+        self, transport: Transport, queue: str, handler: Handler, opts: ServeOptions, monitor: Monitor
+    ) -> None:
         self.transport = transport
+        self.monitor = monitor
         self.queue = queue
         self.handler = handler
         self.opts = opts
         prefetch = opts.prefetch or max(1, opts.workers * opts.batch_size * 2)
         self.consumer = Parts(transport.consumer(queue, prefetch))
+        monitor.watch_consumer(queue, self.consumer)
         self.pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=f"dcc-{queue}")
         self.slots = threading.Semaphore(opts.workers)
         self.in_flight: set[Future[None]] = set()
@@ -158,7 +167,9 @@ class _Server:
 
     def run(self, stop: threading.Event) -> None:
         self.stop = stop
+        beat = f"consume {self.queue}"
         while not stop.is_set():
+            self.monitor.beat(beat)
             arrived = self._receive()  # keeps the connection serviced; pending stays within prefetch
             now = time.monotonic()
             if self.storage_down.is_set():
@@ -176,10 +187,14 @@ class _Server:
         if delivery is None:
             return False
         message = _decode_or_dead_letter(self.consumer, self.queue, delivery)
-        if isinstance(message, Batch):
+        if message is None:
+            self.monitor.dead_lettered(self.queue)
+        elif isinstance(message, Batch):
             self.pending.extend(self.consumer.split(delivery, message))
-        elif message is not None:
+            self.monitor.consumed(self.queue, len(message.messages))
+        else:
             self.pending.append((delivery, message))
+            self.monitor.consumed(self.queue, 1)
         if self.pending and self.batch_started is None:
             self.batch_started = time.monotonic()
         return True
@@ -227,9 +242,19 @@ class _Server:
                 self.consumer.requeue(extra)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.consumer.close()
+        self.monitor.forget_consumer(self.queue)
 
     # -- on a worker thread -------------------------------------------------------------
     def _handle(self, items: list[tuple[Delivery, Message]]) -> None:
+        started = time.monotonic()
+        self.monitor.in_flight(self.queue, len(items))
+        try:
+            self._handle_items(items)
+        finally:
+            self.monitor.in_flight(self.queue, -len(items))
+            self.monitor.handled(self.queue, time.monotonic() - started)
+
+    def _handle_items(self, items: list[tuple[Delivery, Message]]) -> None:
         remaining = dict(enumerate(items))
         if len(items) > 1 and not self._handle_as_batch(items, remaining):
             return
@@ -250,6 +275,7 @@ class _Server:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.error("dead-lettering %s on %s: %s", message_kind(message), self.queue, reason)
                 self.consumer.dead_letter(delivery, reason)
+                self.monitor.dead_lettered(self.queue)
 
     def _handle_as_batch(
         self, items: list[tuple[Delivery, Message]], remaining: dict[int, tuple[Delivery, Message]]
@@ -282,6 +308,7 @@ class _Server:
             return
         outputs = [out for outs in held.values() for out in outs]
         self.transport.publish_many(pack(outputs, self.opts.pack, self.opts.spread))
+        self.monitor.published(outputs)
         for index in held:
             self.consumer.ack(remaining.pop(index)[0])
         held.clear()
@@ -290,6 +317,7 @@ class _Server:
         """Pause the queue and offer ``message`` again, with backoff, until the handler's storage
         takes it; raises ``_Stopped`` when the service stops first (the message goes back)."""
         self.storage_down.set()
+        self.monitor.storage(self.queue, down=True)
         down_since = time.monotonic()
         log.error("%s paused: %s; holding the work on the queue until it can be stored", self.queue, first)
         wait = 0.5
@@ -305,14 +333,19 @@ class _Server:
             raise _Stopped
         finally:
             self.storage_down.clear()
+            self.monitor.storage(self.queue, down=False)
 
     def _publish_then_ack(self, delivery: Delivery, outputs: Iterable[Outgoing]) -> None:
-        self.transport.publish_many(pack(list(outputs), self.opts.pack, self.opts.spread))
+        items = list(outputs)
+        self.transport.publish_many(pack(items, self.opts.pack, self.opts.spread))
+        self.monitor.published(items)
         self.consumer.ack(delivery)
 
     def _tick(self) -> None:
         try:
-            self.transport.publish_many(pack(self.handler.tick(), self.opts.pack, self.opts.spread))
+            items = self.handler.tick()
+            self.transport.publish_many(pack(items, self.opts.pack, self.opts.spread))
+            self.monitor.published(items)
         except Exception:
             log.exception("periodic work on %s failed", self.queue)
 

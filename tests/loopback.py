@@ -11,7 +11,10 @@ are several servers, each given its listener.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
 import threading
 from typing import Self
 
@@ -96,3 +99,22 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port free on ``ip`` right now (for a server the test starts as another process)."""
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as sock:
+        sock.bind((ip, 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 5) -> None:
+    """End a server process this test started (by its pid): SIGTERM, then SIGKILL after ``grace`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

@@ -73,6 +73,11 @@ class AddressSlots:
             address.free -= 1
         start(Lease(self, address))
 
+    def busiest(self) -> int:
+        """Units in use at the address using most (connections open or about to be); metrics."""
+        with self._lock:
+            return max((self._limit - a.free for a in self._addresses.values()), default=0)
+
     def close(self) -> None:
         """Shutdown: nobody waiting is admitted any more, now or when units come back."""
         with self._lock:

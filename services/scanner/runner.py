@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from services.scanner.handler import ScannerHandler
+from services.scanner.metrics import ScanMetrics
 from services.scanner.scan import ScanSettings
 from shared.batches import JOBS_PER_BATCH
 from shared.config import Config
-from shared.messages import Message
+from shared.messages import Message, ScanResult
 from shared.runner import Handler, ServeOptions, Stage
 from shared.transport import REPORT, Outgoing, scan_queue
 
@@ -41,12 +42,44 @@ def make_handler(config: Config) -> ScannerHandler:
     return ScannerHandler(ScanSettings.from_config(config))
 
 
-def stages(config: Config, segments: Sequence[str]) -> list[Stage[Handler]]:
+def stages(config: Config, segments: Sequence[str], metrics: ScanMetrics | None = None) -> list[Stage[Handler]]:
     """One stage per segment queue, all sharing one engine: connection limits per address hold
-    across every queue this process consumes."""
-    handler = _Shared(make_handler(config), users=len(segments))
+    across every queue this process consumes. ``metrics``: count each segment's scans there."""
+    inner = make_handler(config)
+    handler = _Shared(inner, users=len(segments))
     options = serve_options(config)
-    return [Stage(scan_queue(segment), handler, options, publishes=[REPORT]) for segment in segments]
+    if metrics is None:
+        return [Stage(scan_queue(segment), handler, options, publishes=[REPORT]) for segment in segments]
+    metrics.busiest_from(inner.engine.busiest_address)
+    return [
+        Stage(scan_queue(segment), _Measured(handler, segment, metrics), options, publishes=[REPORT])
+        for segment in segments
+    ]
+
+
+class _Measured(Handler):
+    """A segment's scans counted as they are answered; endpoints in flight while a batch runs."""
+
+    def __init__(self, inner: Handler, segment: str, metrics: ScanMetrics) -> None:
+        self._inner, self._segment, self._metrics = inner, segment, metrics
+
+    def handle_batch(self, messages: Sequence[Message]) -> Iterator[tuple[int, list[Outgoing]]]:
+        in_flight = self._metrics.in_flight.labels(self._segment)
+        in_flight.inc(len(messages))
+        answered = 0
+        try:
+            for index, outputs in self._inner.handle_batch(messages):
+                answered += 1
+                in_flight.dec()
+                for out in outputs:
+                    if isinstance(out.message, ScanResult):
+                        self._metrics.scanned(self._segment, out.message)
+                yield index, outputs
+        finally:
+            in_flight.dec(len(messages) - answered)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class _Shared(Handler):

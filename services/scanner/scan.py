@@ -384,6 +384,10 @@ class Engine:
         self._judge = ChainJudge(settings.custom_ca_file, settings.checks)
         self._deadlines = _Deadlines()
 
+    def busiest_address(self) -> int:
+        """Connections open (or about to be) to the address this engine uses most; metrics."""
+        return self._slots.busiest()
+
     def close(self, timeout: float = 2.0) -> bool:
         """Stop: nothing new starts, every endpoint in progress is ended (sockets shut down, not
         reported), every ``scan_many`` still iterating raises ``EngineClosed`` after what it had.

@@ -104,9 +104,22 @@ class Consumer(ABC):
     def cancel(self) -> None:  # noqa: B027 - optional hook: only a broker pushes deliveries unasked
         """Stop receiving new deliveries (shutdown); settling in-flight ones still works. Owner thread."""
 
+    def consuming(self) -> bool:
+        """Whether deliveries can arrive now (connected, not cancelled); readiness asks. Any thread."""
+        return True
+
     @abstractmethod
     def close(self) -> None:
         """Stop; unsettled deliveries go back to the queue."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What readiness and metrics ask of a transport: connected now, reopened how often, refused."""
+
+    connected: bool
+    reconnects: int = 0
+    refused: bool = False
 
 
 class Transport(ABC):
@@ -141,6 +154,10 @@ class Transport(ABC):
     @abstractmethod
     def dead_letters(self, queue: str, limit: int = 1000) -> list[DeadLetter]:
         """Peek at up to ``limit`` of ``queue``'s dead letters, oldest first; they stay parked."""
+
+    def status(self) -> BrokerStatus:
+        """The broker as this transport last saw it. Any thread; never blocks."""
+        return BrokerStatus(connected=True)
 
     def interrupt_on(self, event: threading.Event) -> None:  # noqa: B027 - only a transport that reconnects waits
         """Give up waiting for a lost broker as soon as ``event`` is set (a SIGTERM during an outage)."""

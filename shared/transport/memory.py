@@ -162,6 +162,9 @@ class _MemoryConsumer(Consumer):
     def cancel(self) -> None:
         self._cancelled = True
 
+    def consuming(self) -> bool:
+        return not (self._cancelled or self._closed)
+
     def close(self) -> None:
         with self._t._cond:
             self._return_unsettled(lambda d: _Ready(d.body, given_back(d.headers)))

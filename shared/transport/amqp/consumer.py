@@ -323,6 +323,10 @@ class AmqpConsumer(Consumer):
     def park(self, body: bytes, reason: str, headers: Mapping[str, object]) -> None:
         self._t.publish_dead(self.queue, body, reason, headers)
 
+    def consuming(self) -> bool:
+        connection = self._connection  # None while reconnecting (``_lost``); read once: another thread asks
+        return connection is not None and connection.is_open and not (self._cancelled or self._closed)
+
     def cancel(self) -> None:
         """Stop receiving; what was prefetched but not handed out goes back at once, uncounted."""
         if self._cancelled:

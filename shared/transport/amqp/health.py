@@ -21,7 +21,7 @@ import threading
 import time
 
 from shared.logging import redact
-from shared.transport.base import BrokerRefused
+from shared.transport.base import BrokerRefused, BrokerStatus
 
 from .client import pika, px
 from .retry import TRANSIENT, Broken, quiet_close
@@ -57,6 +57,13 @@ class BrokerHealth:
         self._up_since = 0.0  # when a connection last opened (so a slow attempt from before is not news)
         self._ever_connected = False
         self._refused: BrokerRefused | None = None
+        self._reconnects = 0  # outages recovered from (a connection opened again)
+
+    def status(self) -> BrokerStatus:
+        """Connected (once, and no outage on now), outages recovered from, refused."""
+        with self._lock:
+            up = self._ever_connected and self._down_since is None and self._refused is None
+            return BrokerStatus(connected=up, reconnects=self._reconnects, refused=self._refused is not None)
 
     # -- refusals -----------------------------------------------------------------
     @property
@@ -155,6 +162,8 @@ class BrokerHealth:
             down_since, self._down_since = self._down_since, None
             self._up_since = time.monotonic()
             ever, self._ever_connected = self._ever_connected, True
+            if down_since is not None and ever:
+                self._reconnects += 1
             epoch = self._epoch
         if down_since is not None:
             downtime = time.monotonic() - down_since

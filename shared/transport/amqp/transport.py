@@ -12,7 +12,7 @@ from tenacity import Retrying
 
 from shared.logging import redact
 from shared.messages import encode
-from shared.transport.base import Consumer, DeadLetter, Outgoing, Transport, TransportError
+from shared.transport.base import BrokerStatus, Consumer, DeadLetter, Outgoing, Transport, TransportError
 from shared.transport.env import amqp_url_from_env, queue_prefix_from_env
 
 from .client import pika
@@ -78,6 +78,9 @@ class AmqpTransport(Transport):
     def retrying(self, what: str) -> Retrying:
         """Reconnect for ``reconnect_for`` seconds, or until ``interrupt_on``'s event or ``close``."""
         return retrying(what, reconnect_for=self._reconnect_for, abort=self._abort)
+
+    def status(self) -> BrokerStatus:
+        return self.health.status()
 
     def interrupt_on(self, event: threading.Event) -> None:
         """Give up reconnecting as soon as ``event`` is set (a SIGTERM during a broker outage)."""
