@@ -428,21 +428,30 @@ class TsigKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     def secret(self) -> str:
         """The base64 secret; raises ConfigError (without the secret) when it is missing."""
-        if self.secret_env:
-            value = os.environ.get(self.secret_env)
-            if not value:
-                raise ConfigError(f"TSIG key {self.name}: environment variable {self.secret_env} is not set")
-            return value.strip()
-        if self.secret_file:
-            try:
-                data = read_capped(self.secret_file, MAX_SECRET_BYTES, "a secret file")
-            except ConfigError as exc:
-                raise ConfigError(f"TSIG key {self.name}: {exc}") from None
-            try:
-                return data.decode().strip()
-            except UnicodeDecodeError:
-                raise ConfigError(f"TSIG key {self.name}: {self.secret_file} is not text") from None
-        raise ConfigError(f"TSIG key {self.name}: give secret_env or secret_file")
+        return read_secret(f"TSIG key {self.name}", self.secret_env, self.secret_file)
+
+
+def read_secret(
+    owner: str, env: str | None, file: str | None, keys: tuple[str, str] = ("secret_env", "secret_file")
+) -> str:
+    """A secret from the environment variable ``env`` or the file ``file`` (at most
+    ``MAX_SECRET_BYTES``), stripped; ConfigError naming ``owner`` (never the secret) when it is
+    missing. ``keys`` are the config keys that name them, for the message."""
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"{owner}: environment variable {env} is not set")
+        return value.strip()
+    if file:
+        try:
+            data = read_capped(file, MAX_SECRET_BYTES, "a secret file")
+        except ConfigError as exc:
+            raise ConfigError(f"{owner}: {exc}") from None
+        try:
+            return data.decode().strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{owner}: {file} is not text") from None
+    raise ConfigError(f"{owner}: give {keys[0]} or {keys[1]}")
 
 
 class BindServer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -471,12 +480,75 @@ def _check_zones(place: str, zones: object) -> None:
             raise ValueError(f"{place}: zone {quote(zone)} {problem}")
 
 
+# Discovered zones matching one of these are not collected: reverse zones have no A/CNAME worth scanning.
+DEFAULT_EXCLUDE_ZONES = ("*.in-addr.arpa", "*.ip6.arpa")
+
+
+def _check_globs(place: str, patterns: list[str]) -> None:
+    for pattern in patterns:
+        if not pattern.strip() or len(pattern) > MAX_NAME_SPELLING:
+            raise ValueError(f"{place}: {quote(pattern)} is not a zone name or glob pattern")
+
+
 class BindSource(msgspec.Struct, tag_field="type", tag="BIND", forbid_unknown_fields=True, frozen=True):
     config: BindServer
     zones: list[str] = []
+    # RFC 9432 catalog zone on the same server: its member zones are transferred too
+    catalog: str | None = None
+    exclude_zones: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EXCLUDE_ZONES))
 
     def __post_init__(self) -> None:
         _check_zones("zones", self.zones)
+        if self.catalog is not None:
+            if not self.catalog.strip():
+                raise ValueError("catalog: give the catalog zone's name")
+            _check_zones("catalog", [self.catalog])
+        _check_globs("exclude_zones", self.exclude_zones)
+
+
+class PowerDnsSource(msgspec.Struct, tag_field="type", tag="POWERDNS", forbid_unknown_fields=True, frozen=True):
+    """A PowerDNS Authoritative server's HTTP API: its zones are listed, and each read from the API."""
+
+    api_url: str  # http(s)://<ip>[:port], the webserver of pdns_server
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    server_id: str = "localhost"
+    zones: list[str] = []  # empty: every zone of the server; else zone names or glob patterns
+    exclude_zones: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EXCLUDE_ZONES))
+    timeout: LongSeconds = 10.0  # connect and each wait for data, seconds
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2  # extra attempts on timeouts, resets and 5xx
+
+    def __post_init__(self) -> None:
+        problem = api_url_problem(self.api_url)
+        if problem is not None:
+            shown = re.sub(r"//[^/]*@", "//***@", self.api_url)  # never quote credentials
+            raise ValueError(f"api_url {quote(shown)} {problem}")
+        if (self.api_key_env is None) == (self.api_key_file is None):
+            raise ValueError("give exactly one of api_key_env or api_key_file")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", self.server_id):
+            raise ValueError(f"server_id {quote(self.server_id)} is not a PowerDNS server id")
+        _check_globs("zones", self.zones)
+        _check_globs("exclude_zones", self.exclude_zones)
+
+    def api_key(self) -> str:
+        """The API key; ConfigError (without the key) when it is missing."""
+        return read_secret("PowerDNS API key", self.api_key_env, self.api_key_file, ("api_key_env", "api_key_file"))
+
+
+def api_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a PowerDNS API base URL, or None: http(s), an IP address as host (a name
+    would need the system resolver), an optional path (a reverse proxy's), no credentials, query or
+    fragment."""
+    match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:@?#\[\]]+)(?::(\d{1,5}))?(/[^?#@]*)?", url.strip())
+    if match is None:
+        return "is not http(s)://<ip>[:port][/path] (no credentials, query or fragment)"
+    try:
+        ipaddress.ip_address(match[2].strip("[]"))
+    except ValueError:
+        return "does not name its host by IP address (names would need the system resolver)"
+    if match[3] is not None and not 0 < int(match[3]) < 65536:
+        return "has a port out of range"
+    return None
 
 
 class ZoneFileSource(msgspec.Struct, tag_field="type", tag="FILE", forbid_unknown_fields=True, frozen=True):
@@ -488,7 +560,7 @@ class ZoneFileSource(msgspec.Struct, tag_field="type", tag="FILE", forbid_unknow
         _check_zones("files", self.files)
 
 
-ZoneSource = BindSource | ZoneFileSource
+ZoneSource = BindSource | ZoneFileSource | PowerDnsSource
 
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 

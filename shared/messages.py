@@ -87,13 +87,21 @@ class CertificateFacts(msgspec.Struct, frozen=True, kw_only=True):
     chain: list[ChainCertificate] = []  # as sent, leaf first
 
 
-class RunStarted(_Msg, tag="run_started.v1", frozen=True):
-    """Collector → reporter: a run exists and these zones belong to it."""
+class RunStarted(_Msg, tag="run_started.v1", frozen=True, omit_defaults=True):
+    """Collector → reporter: a run exists and these zones belong to it.
+
+    ``new_zones`` / ``removed_zones`` (zone discovery, added later): zones discovered since the
+    last run, and zones the last run discovered that no source has any more (each said once;
+    the reporter resolves a removed zone's open problems). Empty ones are left off the wire, so a
+    run without discovery is encoded as before.
+    """
 
     run_id: str
     started_at: datetime
     zones: list[str]
     source: str = ""
+    new_zones: list[str] = []
+    removed_zones: list[str] = []
 
 
 class ZoneSnapshot(_Msg, tag="zone_snapshot.v1", frozen=True):

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import dns.exception
 import dns.message
@@ -34,6 +34,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.transaction
 import dns.tsig
@@ -61,9 +62,14 @@ class ZoneTransferError(Exception):
         self.message = message
 
 
+T = TypeVar("T")
+# Turns one rrset of the answer (owner relative to the zone) into what a transfer keeps.
+Convert = Callable[[dns.name.Name, dns.rdataset.Rdataset], list[T]]
+
+
 @dataclass(frozen=True)
-class Transfer:
-    records: list[ZoneRecord]
+class Transfer(Generic[T]):
+    records: list[T]
     serial: int
     attempts: int = 1
     seconds: float = 0.0
@@ -93,13 +99,22 @@ def server_label(server: BindServer) -> str:
     return f"[{ip}]:{server.server_port}" if ":" in ip else f"{ip}:{server.server_port}"
 
 
-def transfer(server: BindServer, zone: str) -> Transfer:
+def transfer(server: BindServer, zone: str) -> Transfer[ZoneRecord]:
     """AXFR ``zone`` from ``server``: every A/AAAA/CNAME record and the SOA serial.
 
     ``server.timeout`` bounds the connect and each wait for data; ``server.lifetime`` bounds
     the whole transfer *including retries*; ``server.retries`` extra attempts are made for
     transient failures only. Raises ``ZoneTransferError``.
     """
+    return _transfer(server, zone, None)
+
+
+def transfer_records(server: BindServer, zone: str, convert: Convert[T]) -> Transfer[T]:
+    """The same transfer keeping what ``convert`` makes of each rrset (a catalog zone's PTR and TXT)."""
+    return _transfer(server, zone, convert)
+
+
+def _transfer(server: BindServer, zone: str, convert: Convert[Any] | None) -> Transfer[Any]:
     started = time.monotonic()
     deadline = started + max(0.0, server.lifetime)
     origin = _origin(zone)
@@ -107,10 +122,10 @@ def transfer(server: BindServer, zone: str) -> Transfer:
     signer = _tsig(server)
     attempts = 0
 
-    def one_attempt() -> Transfer:
+    def one_attempt() -> Transfer[Any]:
         nonlocal attempts
         attempts += 1
-        records, serial = _attempt(where, server, origin, signer, deadline)
+        records, serial = _attempt(where, server, origin, signer, deadline, convert)
         return Transfer(records, serial, attempts, time.monotonic() - started)
 
     try:
@@ -224,16 +239,21 @@ class _NullTransaction:
 
 
 def _attempt(
-    where: str, server: BindServer, origin: dns.name.Name, signer: _Signer | None, deadline: float
-) -> tuple[list[ZoneRecord], int]:
-    """One AXFR on a fresh connection: its records and the zone's serial."""
+    where: str,
+    server: BindServer,
+    origin: dns.name.Name,
+    signer: _Signer | None,
+    deadline: float,
+    convert: Convert[Any] | None = None,
+) -> tuple[list[Any], int]:
+    """One AXFR on a fresh connection: its records (``convert``-ed, if given) and the zone's serial."""
     query = _query(origin, dns.rdatatype.AXFR, signer)
     family = socket.AF_INET6 if ":" in where else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             _connect(sock, (where, server.server_port), server.timeout, deadline)
             _send(sock, query, server.timeout, deadline)
-            return _receive(sock, query, origin, server.timeout, deadline)
+            return _receive(sock, query, origin, server.timeout, deadline, convert)
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
         raise _Transient("reset", f"reset the connection ({_os_text(exc)})") from None
 
@@ -255,18 +275,27 @@ def _send(sock: socket.socket, query: dns.message.Message, timeout: float, deadl
 
 
 def _receive(
-    sock: socket.socket, query: dns.message.Message, origin: dns.name.Name, timeout: float, deadline: float
-) -> tuple[list[ZoneRecord], int]:
+    sock: socket.socket,
+    query: dns.message.Message,
+    origin: dns.name.Name,
+    timeout: float,
+    deadline: float,
+    convert: Convert[Any] | None = None,
+) -> tuple[list[Any], int]:
     """Messages until ``dns.xfr.Inbound`` has seen the closing SOA; records kept as they come."""
     inbound = dns.xfr.Inbound(_NullTransactionManager(origin), dns.rdatatype.AXFR)
-    records: list[ZoneRecord] = []
+    records: list[Any] = []
     # Knot's tcp-io-timeout (500 ms by default) hangs up on a client that does not read for a
     # moment: a thread keeps the socket drained while this one parses, and the cyclic GC
     # (a pause that would stop both threads) waits until the transfer is over.
     with _gc_paused(), _Drain(sock, timeout, deadline) as wire:
         for response in _responses(wire, query, origin):
             done = inbound.process_message(response)
-            _keep(response, records)
+            if convert is None:
+                _keep(response, records)
+            else:
+                for rrset in response.answer:
+                    records.extend(convert(rrset.name, rrset))
             if done:
                 break
     assert inbound.soa_rdataset is not None  # process_message saw the first SOA

@@ -4,6 +4,10 @@ Made on a host allowed to transfer zones, scanned elsewhere with ``--from-zones-
 are written one at a time as they arrive (one record per line, diff-friendly), so only one
 zone is in memory. A failed zone is left out of the file, logged as one line, and makes the
 exit status 1; the other zones are still written. A file is replaced atomically.
+
+Discovered zones (catalog members, PowerDNS zones) are written like the others; the catalog zone
+itself (or a PowerDNS zone list) is not a zone to scan and is left out, unless it failed: then it
+is the failure that makes the exit status 1. Nothing is recorded as discovered: only a run does that.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def _write(out: IO[str], zones: Collection) -> None:
     out.write("{")
     for item in zones:
         snap = item.snapshot
-        if snap.failure is not None:
+        if snap.failure is not None or item.task.entry:
             continue
         records = zones_json_from_snapshots([snap])[snap.zone]
         out.write(("," if written else "") + "\n" + msgspec.json.encode(snap.zone).decode() + ": [")

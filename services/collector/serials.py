@@ -9,7 +9,9 @@ Under ``state_dir``:
 - ``collector-zones/<zone>-<hash of the key>.msgpack`` — the records of that collection
   (msgpack of ``CachedZone``; a 100k-record zone is about 3 MB), written atomically when the
   zone is recorded. With ``--skip-unchanged`` an unchanged zone is served from this file
-  instead of being transferred again; it is still scanned every run.
+  instead of being transferred again; it is still scanned every run. A catalog zone (source
+  ``catalog:<server>``) keeps its member zones here instead of records, so an unchanged catalog
+  is not transferred either.
 
 Only successful collections are recorded: a failed zone is always tried again. A cache file
 is used only when it names the same source, zone, serial and file hash as the serials file;
@@ -28,7 +30,7 @@ from pathlib import Path
 import msgspec
 
 from shared.config import Config
-from shared.files import atomic_writer, write_atomically
+from shared.files import atomic_writer, read_state, write_atomically
 from shared.messages import ZoneRecord
 
 log = logging.getLogger("dcc.collector.serials")
@@ -56,6 +58,7 @@ class CachedZone(msgspec.Struct, frozen=True, kw_only=True):
     fingerprint: str | None = None
     collected_at: str = ""
     records: list[ZoneRecord] = []
+    members: list[str] = []  # a catalog zone's member zones (added later: older files have none)
 
 
 _cache_encoder = msgspec.msgpack.Encoder()
@@ -100,8 +103,9 @@ class SerialStore:
         serial: int | None,
         fingerprint: str | None = None,
         records: list[ZoneRecord] | None = None,
+        members: list[str] | None = None,
     ) -> bool:
-        """Remember a successful collection; with ``records``, cache them first.
+        """Remember a successful collection; with ``records`` (and a catalog's ``members``), cache them first.
 
         Returns False (and records nothing) when the records cannot be written: the zone is
         then transferred again next time rather than trusted to a cache that is not there.
@@ -115,6 +119,7 @@ class SerialStore:
                 fingerprint=fingerprint,
                 collected_at=collected_at,
                 records=records,
+                members=members or [],
             )
             try:
                 self._write_cache(self.cache_path(source, zone), cached)
@@ -175,14 +180,6 @@ class SerialStore:
         write_atomically(path, _cache_encoder.encode(cached))
 
     def _load(self) -> None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.warning("cannot read %s (%s): every zone will be collected", self.path, exc.strerror)
-            return
-        try:
-            self._entries = msgspec.json.decode(raw, type=dict[str, SerialEntry])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("ignoring unreadable %s (%s): every zone will be collected", self.path, exc)
+        entries = read_state(self.path, dict[str, SerialEntry], "every zone will be collected", log)
+        if entries is not None:
+            self._entries = entries

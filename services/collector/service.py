@@ -17,6 +17,11 @@ zone arrives. A zone that fails is a snapshot with its finding; it never stops t
   a zone whose DNS never changes is still reported. A missing or unreadable cache means the zone
   is transferred. A zone's serial and records are recorded when its snapshot was published
   without failure, before its scans finish (they are repeated every run, so nothing is lost).
+  An unchanged catalog zone is not transferred either: its members come from ``state_dir``.
+
+Zone discovery (``catalog`` in a BIND source, POWERDNS sources; ``docs/zone-discovery.md``)
+runs at the start of every run, so a zone created on the server is in the next run; with
+``state_dir`` the run's ``RunStarted`` names the zones new and removed since the last run.
 
 Exit status: 0 when every run was published (failed zones are findings in the report, not
 process errors), 1 when publishing failed, 2 for unusable input (config, zones JSON, interval).

@@ -2,7 +2,9 @@
 
 Sources, in this order (a zone named twice is taken from its first source, with a warning):
 1. ``zone_data_sources`` — ``BIND`` entries (AXFR from ``config.server_ip:server_port``, optional
-   TSIG) and ``FILE`` entries (RFC 1035 master files);
+   TSIG; with ``catalog``, the member zones of that catalog zone too), ``FILE`` entries (RFC 1035
+   master files) and ``POWERDNS`` entries (the zones its HTTP API lists), the discovered zones
+   after the named ones of their source (``discovery.py``);
 2. the legacy ``nameserver_zones`` — ``{"ip" | "ip:port" | "[v6]:port": [zones]}``, AXFR.
 
 Skipping unchanged zones (``--skip-unchanged``, with a ``SerialStore``) saves the *transfer*,
@@ -26,35 +28,31 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from services.collector import axfr, zonefile
+from services.collector import axfr, powerdns, zonefile
+from services.collector.discovery import Discovery
 from services.collector.serials import SerialStore
+from services.collector.tasks import ZoneTask as ZoneTask  # re-exported: where runs and tests find it
 from shared import findings
-from shared.config import BindServer, BindSource, Config, ZoneFileSource, parse_host_port
+from shared.config import BindServer, BindSource, Config, PowerDnsSource, ZoneFileSource, parse_host_port
 from shared.messages import LocatedFinding, ZoneSnapshot, normalise_zone
 
 log = logging.getLogger("dcc.collector")
 
 
-@dataclass(frozen=True)
-class ZoneTask:
-    """One zone and where to get it: a server (AXFR) or a file; ``problem`` if neither works."""
-
-    zone: str
-    source: str  # "axfr:127.0.0.1:53", "file:zones/example.com.zone" (logs, serial keys)
-    server: BindServer | None = None
-    path: str | None = None
-    problem: str | None = None
-    unchanged: bool = False  # set by plan(): same serial (file hash) as its last recorded collection
-    snapshot: ZoneSnapshot | None = None  # already read (a zones JSON): nothing to collect
-
-
 @dataclass
 class CollectionPlan:
     collect: list[ZoneTask] = field(default_factory=list)  # every zone of the run, in config order
+    # zone discovery: per discovering source, the zones it found (None: its discovery failed)
+    discovered: dict[str, list[str] | None] = field(default_factory=dict)
 
     @property
     def zones(self) -> list[str]:
         return [task.zone for task in self.collect]
+
+    @property
+    def named(self) -> list[str]:
+        """The zones configured by name (not discovered, not a discovery's own entry)."""
+        return [task.zone for task in self.collect if not task.found_by and not task.entry]
 
     @property
     def unchanged(self) -> list[ZoneTask]:
@@ -62,13 +60,19 @@ class CollectionPlan:
         return [task for task in self.collect if task.unchanged]
 
 
-def zone_tasks(config: Config) -> list[ZoneTask]:
-    """Every configured zone with its source, each zone once."""
+def zone_tasks(config: Config, discovery: Discovery | None = None) -> list[ZoneTask]:
+    """Every configured zone with its source, each zone once; with ``discovery``, the zones that
+    catalogs and PowerDNS APIs list too (without it, those sources add only the zones they name)."""
     tasks: list[ZoneTask] = []
     for source_name, source in config.zone_data_sources.items():
         if isinstance(source, BindSource):
             label = "axfr:" + axfr.server_label(source.config)
             tasks.extend(ZoneTask(normalise_zone(z), label, server=source.config) for z in source.zones)
+            if source.catalog is not None and discovery is not None:
+                tasks.extend(discovery.catalog_tasks(source_name, source))
+        elif isinstance(source, PowerDnsSource):
+            if discovery is not None:
+                tasks.extend(discovery.powerdns_tasks(source_name, source))
         elif isinstance(source, ZoneFileSource):
             tasks.extend(
                 ZoneTask(normalise_zone(zone), f"file:{path}", path=path) for zone, path in source.files.items()
@@ -91,15 +95,18 @@ def zone_tasks(config: Config) -> list[ZoneTask]:
         if not task.zone:
             continue
         first = unique.setdefault(task.zone, task)
-        if first is not task:
+        if first is not task and not (task.found_by and first.source == task.source):
+            # (a discovered zone its own source names too is no news)
             log.warning("zone %s is configured twice: using %s, ignoring %s", task.zone, first.source, task.source)
     return list(unique.values())
 
 
 def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
-    """Every configured zone; with ``serials``, the ones unchanged since their last success are marked."""
+    """Every configured and discovered zone; with ``serials``, the ones unchanged since their last
+    success are marked."""
+    discovery = Discovery(serials)
     result = CollectionPlan()
-    for task in zone_tasks(config):
+    for task in zone_tasks(config, discovery):
         current = _current_version(task) if serials is not None else None
         if serials is not None and current is not None:
             serial, fingerprint = current
@@ -107,6 +114,7 @@ def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
                 log.debug("zone %s unchanged (serial %s) since its last collection", task.zone, serial)
                 task = replace(task, unchanged=True)
         result.collect.append(task)
+    result.discovered = discovery.found
     return result
 
 
@@ -145,7 +153,7 @@ class Collection:
             _log_collected(item, time.monotonic() - started)
             if item.snapshot.failure is not None:
                 self.failed.append(item.snapshot)
-            else:
+            elif not task.entry:  # a discovery that worked is not a zone collected
                 self.collected += 1
                 self.from_cache += item.from_cache
             yield item
@@ -153,6 +161,8 @@ class Collection:
     def published(self, item: Collected) -> None:
         """``item``'s snapshot is in the pipeline: remember its serial (and records) for next time."""
         snap = item.snapshot
+        if item.task.entry:
+            return  # a catalog's serial and members were recorded when it was read (discovery.py)
         if self._serials is not None and snap.failure is None and not item.from_cache:
             self._serials.record(item.task.source, item.task.zone, snap.serial, item.fingerprint, snap.records)
 
@@ -188,6 +198,8 @@ def _log_collected(item: Collected, elapsed: float) -> None:
     snap, task = item.snapshot, item.task
     if snap.failure is not None:
         log.error("%s", failure_line(snap))
+    elif task.entry:
+        return  # the discovery logged what it found
     elif item.from_cache:
         log.info(
             "zone %s from %s: unchanged (serial %s), %d records from the cache, %.2f s",
@@ -211,6 +223,10 @@ def _log_collected(item: Collected, elapsed: float) -> None:
 def collect_one(task: ZoneTask, run_id: str) -> ZoneSnapshot:
     if task.snapshot is not None:
         return task.snapshot
+    if task.failure is not None:
+        return ZoneSnapshot(run_id=run_id, zone=task.zone, failure=task.failure)
+    if task.entry:  # a discovery that worked: nothing to scan in it
+        return ZoneSnapshot(run_id=run_id, zone=task.zone, serial=task.listed_serial)
     if task.problem is not None:
         failure = LocatedFinding(
             fqdn=task.zone, finding=findings.error(findings.Code.ZONE_TRANSFER_FAILED, task.problem)
@@ -218,6 +234,8 @@ def collect_one(task: ZoneTask, run_id: str) -> ZoneSnapshot:
         return ZoneSnapshot(run_id=run_id, zone=task.zone, failure=failure)
     if task.path is not None:
         return zonefile.snapshot(task.zone, task.path, run_id)
+    if task.api is not None:
+        return powerdns.snapshot(task.api, task.zone_id, task.zone, run_id)
     assert task.server is not None
     return axfr.snapshot(task.server, task.zone, run_id)
 
@@ -240,8 +258,10 @@ def summary_line(run_id: str, collected: int, failed: list[ZoneSnapshot], from_c
 
 def _current_version(task: ZoneTask) -> tuple[int | None, str | None] | None:
     """(serial, fingerprint) now, or None when it cannot be known cheaply (then: transfer)."""
-    if task.problem is not None:
+    if task.problem is not None or task.failure is not None or task.entry:
         return None
+    if task.api is not None:  # the zone list said it
+        return (task.listed_serial, None) if task.listed_serial else None
     if task.path is not None:
         fingerprint = zonefile.fingerprint(task.path)
         return (None, fingerprint) if fingerprint else None

@@ -303,6 +303,8 @@ def build_report(run: _Run, *, complete: bool, finished_at: datetime | None = No
         failed_zones=sorted(failed, key=lambda z: order.get(z, 0)),
         missing_jobs=len(missing_jobs) if not complete else 0,
         missing_zones=missing_zones if not complete else [],
+        new_zones=list(run.started.new_zones) if run.started else [],
+        removed_zones=list(run.started.removed_zones) if run.started else [],
     )
 
 

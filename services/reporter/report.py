@@ -58,6 +58,9 @@ class RunReport:
     failed_zones: list[str] = field(default_factory=list)
     missing_jobs: int = 0
     missing_zones: list[str] = field(default_factory=list)
+    # zone discovery (from RunStarted): zones new since the last run, and zones no source has any more
+    new_zones: list[str] = field(default_factory=list)
+    removed_zones: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -79,7 +82,21 @@ class RunReport:
             else f"INCOMPLETE ({self.missing_jobs} jobs, {len(self.missing_zones)} zones missing)"
         )
         failed = f", failed zones: {', '.join(self.failed_zones)}" if self.failed_zones else ""
+        changes = _listed("new zones", self.new_zones) + _listed("removed zones", self.removed_zones)
         return (
             f"run {self.run_id} {state}: {len(self.zones)} zones, {len(self.results)} endpoints scanned, "
-            f"{status.get('error', 0)} errors, {status.get('warning', 0)} warnings in {self.duration_s:.1f}s{failed}"
+            f"{status.get('error', 0)} errors, {status.get('warning', 0)} warnings in {self.duration_s:.1f}s"
+            f"{failed}{changes}"
         )
+
+
+ZONES_LISTED = 10  # names of new/removed zones in a summary line; beyond that, a count
+
+
+def _listed(what: str, zones: list[str]) -> str:
+    """``; new zones: a.test, b.test`` (nothing when there are none)."""
+    if not zones:
+        return ""
+    shown = ", ".join(zones[:ZONES_LISTED])
+    more = f" and {len(zones) - ZONES_LISTED} more" if len(zones) > ZONES_LISTED else ""
+    return f"; {what}: {shown}{more}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.collector import sources
 from services.collector.serials import SerialStore
 from shared.config import Config
-from shared.messages import ZoneSnapshot
+from shared.messages import Message, ZoneSnapshot, decode
+from shared.transport import InMemoryTransport
 
 
 def collect(
@@ -31,3 +32,14 @@ def collect(
 
 def zone_names(config: Config) -> list[str]:
     return [task.zone for task in sources.zone_tasks(config)]
+
+
+def drain(transport: InMemoryTransport, queue: str) -> list[Message]:
+    """Every message on ``queue`` now, taken off it (what the collector published)."""
+    consumer = transport.consumer(queue, prefetch=100_000)
+    out = []
+    while (delivery := consumer.get(timeout=0)) is not None:
+        out.append(decode(delivery.body))
+        consumer.ack(delivery)
+    consumer.close()
+    return out

@@ -3,6 +3,11 @@
 Everything lives in one directory (config, zone files, rundir, storage); the server is
 stopped by its PID. ``knotd`` missing is an error, never a skip: the tests are about a real
 authoritative server.
+
+Catalog zones (RFC 9432): a zone with ``catalog_role="generate"`` is a catalog Knot generates
+from the zones that name it in ``catalog_zone`` (``catalog_role="member"``). ``reload_knot``
+rewrites the config with other zones and has knotd reload it (SIGHUP), as an operator adds or
+removes a zone.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from tests.loopback import stop_process
+
 KNOTD_PACKAGES = "knot (knotd); knot-dnsutils (kdig, optional)"
 
 # ACL kinds a zone can have.
@@ -33,8 +40,10 @@ DENY = "deny"  # no transfer ACL: Knot answers REFUSED
 @dataclass(frozen=True)
 class KnotZone:
     name: str  # without the final dot
-    text: str  # RFC 1035 master file
+    text: str  # RFC 1035 master file ("" for a catalog Knot generates)
     acl: str = OPEN
+    catalog_role: str | None = None  # "generate" (a catalog of members) or "member"
+    catalog_zone: str | None = None  # a member's catalog
 
 
 @dataclass
@@ -47,6 +56,8 @@ class KnotServer:
     tsig_secret: str
     tsig_algorithm: str = "hmac-sha256"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    tcp_io_timeout_ms: int = 5000
+    configured: list[KnotZone] = field(default_factory=list)
 
     def zone_file(self, zone: str) -> Path:
         return self.zones[zone]
@@ -61,15 +72,7 @@ class KnotServer:
         return sum(1 for line in self.log().splitlines() if marker in line and ", started" in line)
 
     def stop(self) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(self.process, grace=5)
 
 
 def knotd_path() -> str:
@@ -144,7 +147,21 @@ def _config(server: KnotServer, zones: list[KnotZone], tcp_io_timeout_ms: int) -
             lines.append("    acl: xfr_open")
         elif zone.acl == TSIG:
             lines.append("    acl: xfr_tsig")
+        if zone.catalog_role is not None:
+            lines.append(f"    catalog-role: {zone.catalog_role}")
+        if zone.catalog_zone is not None:
+            lines.append(f"    catalog-zone: {zone.catalog_zone}")
     return "\n".join(lines) + "\n"
+
+
+def _write_zone_files(workdir: Path, zones: list[KnotZone]) -> dict[str, Path]:
+    paths = {}
+    for zone in zones:
+        path = workdir / "zones" / f"{zone.name}.zone"
+        if zone.catalog_role != "generate":  # Knot makes that one itself
+            path.write_text(zone.text)
+        paths[zone.name] = path
+    return paths
 
 
 def start_knot(
@@ -160,11 +177,7 @@ def start_knot(
     workdir.mkdir(parents=True, exist_ok=True)
     for sub in ("run", "db", "zones"):
         (workdir / sub).mkdir(exist_ok=True)
-    paths = {}
-    for zone in zones:
-        path = workdir / "zones" / f"{zone.name}.zone"
-        path.write_text(zone.text)
-        paths[zone.name] = path
+    paths = _write_zone_files(workdir, zones)
     server = KnotServer(
         address=address,
         port=free_port(address),
@@ -172,6 +185,8 @@ def start_knot(
         zones=paths,
         tsig_name=tsig_name,
         tsig_secret=new_tsig_secret(),
+        tcp_io_timeout_ms=tcp_io_timeout_ms,
+        configured=list(zones),
     )
     conf = workdir / "knot.conf"
     conf.write_text(_config(server, zones, tcp_io_timeout_ms))
@@ -185,6 +200,33 @@ def start_knot(
         server.stop()
         raise
     return server
+
+
+def reload_knot(server: KnotServer, zones: list[KnotZone], timeout: float = 20.0) -> None:
+    """Serve ``zones`` instead: zone files written, config rewritten, knotd told to reload (SIGHUP);
+    returns once every zone answers and every zone no longer configured does not."""
+    gone = [z.name for z in server.configured if z.name not in {zone.name for zone in zones}]
+    server.zones = _write_zone_files(server.workdir, zones)
+    server.configured = list(zones)
+    (server.workdir / "knot.conf").write_text(_config(server, zones, server.tcp_io_timeout_ms))
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGHUP)
+    _wait_ready(server, [z.name for z in zones], timeout)
+    deadline = time.monotonic() + timeout
+    for name in gone:
+        while _answers(server, name):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"knotd still serves {name} {timeout} s after the reload:\n{server.log()}")
+            time.sleep(0.05)
+
+
+def _answers(server: KnotServer, zone: str) -> bool:
+    query = dns.message.make_query(zone + ".", "SOA")
+    try:
+        answer = dns.query.tcp(query, server.address, timeout=0.5, port=server.port)
+    except (OSError, dns.exception.DNSException):
+        return True  # cannot tell yet: ask again
+    return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
 
 
 def _wait_ready(server: KnotServer, zones: list[str], timeout: float) -> None:

@@ -15,10 +15,11 @@ from services.collector import fetch_zones, service
 from services.collector.runs import CollectOptions
 from services.collector.service import CollectorOptions
 from shared.config import Config
-from shared.messages import Message, RunStarted, ZoneSnapshot, decode
+from shared.messages import RunStarted, ZoneSnapshot
 from shared.signals import stop_on_signals
 from shared.transport.base import REPORT, RESOLVE
 from shared.transport.memory import InMemoryTransport
+from tests.collector.collecting import drain
 from tests.collector.knot import KnotServer, KnotZone, start_knot
 from tests.configs import config_from
 
@@ -31,16 +32,6 @@ def options(
 
 def collector(config: Config, transport: InMemoryTransport, opts: CollectorOptions) -> int:
     return service.serve(config, transport, opts, threading.Event())
-
-
-def drain(transport: InMemoryTransport, queue: str) -> list[Message]:
-    consumer = transport.consumer(queue, prefetch=100_000)
-    out = []
-    while (delivery := consumer.get(timeout=0)) is not None:
-        out.append(decode(delivery.body))
-        consumer.ack(delivery)
-    consumer.close()
-    return out
 
 
 def knot_config(knot: KnotServer, zones: list[str], **extra: object) -> Config:

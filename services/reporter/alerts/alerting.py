@@ -14,7 +14,7 @@ import httpx
 
 from services.reporter.alerts import formats
 from services.reporter.alerts.delivery import Render, RetryPolicy, SecretFilter, Sender, as_stored
-from services.reporter.alerts.events import Comparison, compare
+from services.reporter.alerts.events import ZONE_REMOVED, Comparison, compare
 from services.reporter.alerts.inventory import update_inventory
 from services.reporter.alerts.metrics import AlertMetrics
 from services.reporter.alerts.receivers import Target
@@ -149,6 +149,15 @@ class Alerting:
             queued=queued,
         )
         log.info("run %s %s", report.run_id, outcome.summary())
+        gone = sum(1 for e in comparison.events if e.reason == ZONE_REMOVED)
+        if report.removed_zones:
+            log.info(
+                "run %s: %d open problems of removed zones (%s) resolved: %s",
+                report.run_id,
+                gone,
+                ", ".join(report.removed_zones),
+                ZONE_REMOVED,
+            )
         return outcome
 
     def _outbox(

@@ -6,7 +6,10 @@ Only a run that covered a problem can resolve it (DESIGN.md, "Alerting"):
 - an endpoint problem (certificate, connection) is covered when the endpoint was scanned, or when
   this complete run collected its zone cleanly and resolved its name without error and the
   endpoint is no longer among its jobs: the DNS no longer points there;
-- a name or zone problem is covered when its zone was collected cleanly in this complete run.
+- a name or zone problem is covered when its zone was collected cleanly in this complete run;
+- every problem of a zone that zone discovery says is gone (``RunStarted.removed_zones``: no
+  catalog or API lists it any more) is resolved with the reason "zone removed", complete run or
+  not: the catalog said so, no scan could.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from services.reporter.report import RunReport
 from shared import findings
 
 EventKind = Literal["opened", "changed", "reminder", "resolved"]
+ZONE_REMOVED = "zone removed"  # why a problem of a zone discovery no longer finds was resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class Event:
     kind: EventKind
     problem: Problem  # as it is now (resolved: as it was last seen)
     previous: Problem | None = None  # changed: as it was before
+    reason: str = ""  # resolved: why, when not simply "no longer found" (ZONE_REMOVED)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Coverage:
     scanned: frozenset[Endpoint]
     clean_zones: frozenset[str]  # collected and planned with no collection finding
     unresolved_names: frozenset[str]  # names with a resolution finding in this run
+    removed_zones: frozenset[str] = frozenset()  # zones discovery no longer finds: all covered
 
     @classmethod
     def of(cls, report: RunReport) -> Coverage:
@@ -49,9 +55,12 @@ class Coverage:
             unresolved_names=frozenset(
                 r.fqdn for r in report.rows if category(r.finding.code) is findings.Category.RESOLUTION
             ),
+            removed_zones=frozenset(report.removed_zones),
         )
 
     def covers(self, problem: Problem) -> bool:
+        if problem.zone in self.removed_zones:
+            return True
         if not self.complete:
             return False
         kind = category(problem.code)
@@ -63,7 +72,10 @@ class Coverage:
         return problem.zone in self.clean_zones
 
     def covers_endpoint(self, zone: str, endpoint: Endpoint) -> bool:
-        """Scanned in this complete run, or gone from the DNS of a zone it collected cleanly."""
+        """Scanned in this complete run, or gone from the DNS of a zone it collected cleanly, or in a
+        zone that is gone."""
+        if zone in self.removed_zones:
+            return True
         if not self.complete:
             return False
         return endpoint in self.scanned or (zone in self.clean_zones and endpoint[2] not in self.unresolved_names)
@@ -117,7 +129,7 @@ def compare(report: RunReport, open_problems: Mapping[str, Problem], now: float,
         if pid in found:
             continue
         if coverage.covers(old):
-            events.append(Event("resolved", old))
+            events.append(Event("resolved", old, reason=ZONE_REMOVED if old.zone in coverage.removed_zones else ""))
             resolved.append(old)
             continue
         if old.last_notified <= due:  # not seen, not covered: still open, so still reminded

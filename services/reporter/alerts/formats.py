@@ -61,6 +61,7 @@ class EventData(msgspec.Struct, frozen=True, omit_defaults=True):
     run_id: str
     certificate: CertificateFacts | None
     previous: Previous | None = None  # problem.changed only
+    reason: str = ""  # problem.resolved only, when it says more than "no longer found": "zone removed"
 
 
 class WebhookEvent(msgspec.Struct, frozen=True):
@@ -89,6 +90,7 @@ def webhook_body(event: Event, now: float) -> bytes:
         run_id=p.run_id,
         certificate=p.certificate,
         previous=None if prev is None else Previous(prev.severity, prev.message, prev.sha256),
+        reason=event.reason,
     )
     return _encoder.encode(WebhookEvent(type=f"problem.{event.kind}", timestamp=when(now), data=data))
 
@@ -111,7 +113,8 @@ def _slack_line(event: Event) -> str:
     p = event.problem
     icon = ":white_check_mark:" if event.kind == "resolved" else _ICONS[p.severity]
     where = f"`{p.endpoint()}` " if p.ip_address else ""
-    return f"• {icon} {where}{_mrkdwn(p.fqdn)} — {_mrkdwn(p.message)} (`{p.code}`)"
+    why = f" — {event.reason}" if event.reason else ""
+    return f"• {icon} {where}{_mrkdwn(p.fqdn)} — {_mrkdwn(p.message)} (`{p.code}`){why}"
 
 
 def _urgency(event: Event) -> tuple[int, float, str]:
@@ -143,6 +146,8 @@ def slack_digest(run_id: str, complete: bool, events: Sequence[Event]) -> bytes 
         by_kind.setdefault(event.kind, []).append(event)
     counts = ", ".join(f"{len(by_kind[k])} {_SLACK_TITLES[k].lower()}" for k in _SLACK_TITLES if k in by_kind)
     state = "" if complete else " (incomplete run: nothing resolved)"
+    if not complete and "resolved" in by_kind:  # only what zone discovery says is gone
+        state = " (incomplete run: only the problems of removed zones resolved)"
     headline = f"TLS certificate problems: {counts} — run {run_id}{state}"
     blocks: list[dict[str, object]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(headline)}}]
     blocks += [

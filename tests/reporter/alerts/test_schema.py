@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from services.reporter.alerts.events import Event
+from services.reporter.alerts.events import ZONE_REMOVED, Event
 from services.reporter.alerts.formats import webhook_body
 from services.reporter.alerts.problems import problems_of
 from tests.reporter.alerts.runs import expired, report
@@ -53,6 +53,13 @@ def test_every_kind_of_event_matches_the_published_schema():
     for event in (Event("opened", problem), Event("changed", problem, problem), Event("resolved", problem)):
         body = json.loads(webhook_body(event, 1e9))
         assert errors(body, SCHEMA) == [], event.kind
+
+
+def test_a_problem_resolved_because_its_zone_was_removed_matches_the_published_schema():
+    (problem,) = problems_of(report("r1", [expired("www.a.test")]).rows, "r1", 1e9).values()
+    body = json.loads(webhook_body(Event("resolved", problem, reason=ZONE_REMOVED), 1e9))
+    assert "zone removed" in json.dumps(body)
+    assert errors(body, SCHEMA) == []
 
 
 def test_the_schema_checker_rejects_a_body_that_does_not_match():
