@@ -36,5 +36,17 @@ test: provision lint
 unit: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
+# The secrets docker-compose.yml reads from .env (the broker's password, the TSIG key of the demo's
+# zone transfers), made with openssl rand. An existing .env is never touched; .env is owner-only.
+.PHONY: compose-env
+compose-env:
+	@if [ -e .env ]; then echo "compose-env: .env exists, left as it is"; exit 0; fi; \
+	umask 077; \
+	password=$$(openssl rand -hex 24) && key=$$(openssl rand -base64 32) || exit 1; \
+	printf 'RABBITMQ_PASSWORD=%s\nDCC_TSIG_SECRET=%s\n' "$$password" "$$key" > .env.new && ln .env.new .env; \
+	status=$$?; rm -f .env.new; \
+	if [ $$status -eq 0 ]; then echo "compose-env: wrote .env (RABBITMQ_PASSWORD, DCC_TSIG_SECRET)"; fi; \
+	exit $$status
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -288,6 +288,20 @@ def _context(case: _Case, directory: Path) -> ssl.SSLContext:
     return context
 
 
+def _by_sni(contexts: dict[str, ssl.SSLContext]) -> ssl.SSLContext:
+    """The first name's context, handing each handshake to the context of the name it asks for
+    (SNI); a name the lab does not serve, or none, gets the first name's certificate."""
+    first = next(iter(contexts.values()))
+
+    def choose(sock: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        chosen = contexts.get((name or "").lower())
+        if chosen is not None:
+            sock.context = chosen
+
+    first.sni_callback = choose
+    return first
+
+
 def start_lab(
     workdir: Path,
     *,
@@ -296,8 +310,13 @@ def start_lab(
     zone: str = "lab.test",
     cases: Sequence[str] | None = None,
     now: datetime | None = None,
+    listen: str | None = None,
 ) -> Lab:
-    """Generate the PKI into ``workdir`` and serve every case; ``port=0`` picks a free port."""
+    """Generate the PKI into ``workdir`` and serve every case; ``port=0`` picks a free port.
+
+    ``listen``: serve every case on that one address instead (a container has one address per
+    network), the certificate chosen by the name the client asks for (SNI); TLS cases only.
+    """
     wanted = list(cases) if cases is not None else list(ALL_CASES)
     known = ALL_CASES + CHECK_CASES  # check cases only when asked for: the default lab is the original's
     unknown = sorted(set(wanted) - set(known))
@@ -311,21 +330,25 @@ def start_lab(
     ca_file.write_bytes(b"".join(root.pem for root in roots))
     built = []
     for name in (c for c in known if c in wanted):
-        ip = "::1" if name == "valid6" else f"{ip_prefix}{known.index(name) + 1}"
+        ip = listen or ("::1" if name == "valid6" else f"{ip_prefix}{known.index(name) + 1}")
         hostname = f"{name.replace('_', '-')}.{zone}"
         built.append((ip, hostname, _build_case(name, hostname, pki, workdir)))
     contexts = {case.name: _context(case, workdir / "certs") for _, _, case in built if case.kind == "tls"}
+    served = [(ip, case.kind, contexts.get(case.name)) for ip, _, case in built if case.kind != "refused"]
+    if listen is not None:
+        not_tls = [case.name for _, _, case in built if case.kind != "tls"]
+        if not_tls or not built:
+            raise ValueError(f"one address serves TLS cases by name (SNI), not {not_tls or 'no case at all'}")
+        served = [(listen, "tls", _by_sni({hostname: contexts[case.name] for _, hostname, case in built}))]
 
     for _attempt in range(20):  # port=0: the first listener picks the port, the others may find it taken
         server = _Server()
         chosen = port
         try:
-            for ip, _, case in built:
-                if case.kind == "refused":
-                    continue
+            for ip, kind, context in served:
                 sock = _listen(ip, chosen)
                 chosen = sock.getsockname()[1]
-                server.add(sock, case.kind, contexts.get(case.name))
+                server.add(sock, kind, context)
             refused_ok = all(_is_free(ip, chosen) for ip, _, case in built if case.kind == "refused")
         except OSError as exc:
             server.close()
