@@ -745,9 +745,11 @@ def check_ca_file(ca_file: str, config_path: str | Path) -> None:
 
 
 def default_config_path(explicit: str | None) -> str | None:
-    """The original read ./config.json; we do when it exists and none is named."""
+    """``--config``, else ``$DCC_CONFIG``, else ./config.json when it exists (as the original read it)."""
     if explicit:
         return explicit
+    if os.environ.get("DCC_CONFIG"):
+        return os.environ["DCC_CONFIG"]
     return "config.json" if Path("config.json").is_file() else None
 
 

@@ -104,3 +104,17 @@ def test_an_unwritable_csv_fails_the_run_in_one_line_instead_of_hanging(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err[-1].startswith("dns-cert-checker: run ") and "could not be processed" in err[-1]
+
+
+def test_the_config_named_by_dcc_config_is_used_when_no_config_flag_is_given(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "from-env.json"
+    bad.write_text('{"ssl_ports": []}')
+    monkeypatch.setenv("DCC_CONFIG", str(bad))
+    monkeypatch.chdir(tmp_path)
+    assert main(["fetch-zones", "-o", str(tmp_path / "zones.json")]) == EXIT_BAD_INPUT
+    assert str(bad) in capsys.readouterr().err
+    flag = tmp_path / "flag.json"
+    flag.write_text('{"log_level": 300}')
+    assert main(["fetch-zones", "--config", str(flag), "-o", str(tmp_path / "zones.json")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert str(flag) in err and str(bad) not in err, "--config wins over DCC_CONFIG"
