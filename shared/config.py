@@ -625,6 +625,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     scan_mode: ScanMode = "fast"  # "fast": one handshake per endpoint; "full": SSLyze's CERTIFICATE_INFO
     scan_mode_by_port: dict[str, ScanMode] = {}  # port -> mode, over scan_mode
     scan_mode_by_segment: dict[str, ScanMode] = {}  # segment -> mode, over scan_mode (a port's wins)
+    full_scan_on_change: bool = True  # fast path: a chain that changed since last seen gets the full scan once
 
     def __post_init__(self) -> None:
         if not self.ssl_ports:

@@ -38,14 +38,16 @@ def serve_options(config: Config) -> ServeOptions:
     )
 
 
-def make_handler(config: Config) -> ScannerHandler:
-    return ScannerHandler(ScanSettings.from_config(config))
+def make_handler(config: Config, segments: Sequence[str] = ()) -> ScannerHandler:
+    """The scanner of ``segments`` (they name its file of last-seen chains under ``state_dir``)."""
+    name = f"scanner-chains-{'-'.join(sorted(segments))}.bin" if segments else "scanner-chains.bin"
+    return ScannerHandler(ScanSettings.from_config(config, state_name=name))
 
 
 def stages(config: Config, segments: Sequence[str], metrics: ScanMetrics | None = None) -> list[Stage[Handler]]:
     """One stage per segment queue, all sharing one engine: connection limits per address hold
     across every queue this process consumes. ``metrics``: count each segment's scans there."""
-    inner = make_handler(config)
+    inner = make_handler(config, segments)
     handler = _Shared(inner, users=len(segments))
     options = serve_options(config)
     if metrics is None:

@@ -72,6 +72,8 @@ from services.scanner import probe as probing
 from services.scanner.admission import AddressSlots, DeadlineExceeded, Lease
 from services.scanner.analysis import CheckPolicy, Deployment, analyse, certificate_facts, combine
 from services.scanner.chain_judge import ChainJudge
+from services.scanner.chain_memory import ChainMemory
+from services.scanner.chain_memory import digest as chain_digest
 from services.scanner.chains import deployments_from
 from services.scanner.revocation import RevocationChecker
 from shared import findings
@@ -100,9 +102,13 @@ class ScanSettings:
     scan_mode: ScanMode = "fast"  # "fast": one handshake, chain judged once; "full": SSLyze's CERTIFICATE_INFO
     scan_mode_by_port: tuple[tuple[int, ScanMode], ...] = ()
     scan_mode_by_segment: tuple[tuple[str, ScanMode], ...] = ()
+    # fast path: an endpoint whose served chain changed since it was last seen gets the full scan
+    full_scan_on_change: bool = True
+    chain_state: Path | None = None  # where the last-seen chains are kept across runs (state_dir)
 
     @classmethod
-    def from_config(cls, config: Config) -> ScanSettings:
+    def from_config(cls, config: Config, state_name: str = "scanner-chains.bin") -> ScanSettings:
+        """``state_name``: the file under ``state_dir`` remembering served chains (one per segment set)."""
         return cls(
             network_timeout=config.network_timeout,
             scan_timeout=config.scan_timeout,
@@ -118,6 +124,8 @@ class ScanSettings:
             scan_mode=config.scan_mode,
             scan_mode_by_port=tuple(sorted((int(p), m) for p, m in config.scan_mode_by_port.items())),
             scan_mode_by_segment=tuple(sorted(config.scan_mode_by_segment.items())),
+            full_scan_on_change=config.full_scan_on_change,
+            chain_state=Path(config.state_dir) / state_name if config.state_dir else None,
         )
 
     def mode_for(self, port: int, segment: str = "") -> ScanMode:
@@ -382,6 +390,7 @@ class Engine:
         )
         _load_trust_stores()
         self._judge = ChainJudge(settings.custom_ca_file, settings.checks)
+        self._chains = ChainMemory(settings.chain_state) if settings.full_scan_on_change else None
         self._deadlines = _Deadlines()
 
     def busiest_address(self) -> int:
@@ -405,6 +414,8 @@ class Engine:
         self._deadlines.stop()
         if self._revocation is not None:
             self._revocation.close()
+        if self._chains is not None:
+            self._chains.save()
         until = time.monotonic() + timeout
         with self._idle:
             while self._busy:
@@ -498,10 +509,11 @@ class Engine:
             fetched = self._handshake(endpoint)
             if isinstance(fetched, Finding):
                 return [fetched], None
-            if fetched is not None:
+            if fetched is not None and not self._chain_changed(target, fetched):
                 judged = self._judge.judge(fetched.chain_pem, fetched.ocsp, target.sni)
                 return self._findings(endpoint, [judged.deployment], judged.facts)
-            # a handshake failure SSLyze explains better: the full scan (the handshake was the probe)
+            # a handshake failure SSLyze explains better, or a chain that changed since it was last
+            # seen: the full scan (the handshake was the probe)
         else:
             failure = self._probe(endpoint)
             if failure is not None:
@@ -512,6 +524,14 @@ class Engine:
         result = self._certificate_info(server, endpoint)
         endpoint.check()
         return self._findings(endpoint, deployments_from(result, target.sni, self.settings.custom_ca_file))
+
+    def _chain_changed(self, target: Target, served: handshake.Served) -> bool:
+        if self._chains is None:
+            return False
+        changed = self._chains.changed((target.ip, target.port, target.sni), chain_digest(served.chain_pem))
+        if changed:
+            log.info("%s:%d (%s) serves a new chain: scanning it in full once", target.ip, target.port, target.sni)
+        return changed
 
     def _handshake(self, endpoint: _Endpoint) -> handshake.Served | Finding | None:
         """The fast path's one connection: the chain as served, or why there is none (None: fall back)."""

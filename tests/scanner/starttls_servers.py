@@ -223,6 +223,10 @@ class CountingTlsServer(LoopbackServer):
         with self._lock:
             self.accepted = 0  # the numbering starts again too: ``hang_from`` counts from here
 
+    def use(self, context: ssl.SSLContext) -> None:
+        """Serve ``context``'s certificate from the next connection on (a deployment changing it)."""
+        self._context = context
+
     def serve(self, sock: socket.socket, number: int) -> None:
         hang = self._hang_from is not None and number >= self._hang_from
         try:
