@@ -509,7 +509,7 @@ class BindSource(msgspec.Struct, tag_field="type", tag="BIND", forbid_unknown_fi
 class PowerDnsSource(msgspec.Struct, tag_field="type", tag="POWERDNS", forbid_unknown_fields=True, frozen=True):
     """A PowerDNS Authoritative server's HTTP API: its zones are listed, and each read from the API."""
 
-    api_url: str  # http(s)://<ip>[:port], the webserver of pdns_server
+    api_url: str  # http(s)://<ip or name>[:port][/path], the webserver of pdns_server
     api_key_env: str | None = None
     api_key_file: str | None = None
     server_id: str = "localhost"
@@ -535,19 +535,35 @@ class PowerDnsSource(msgspec.Struct, tag_field="type", tag="POWERDNS", forbid_un
         return read_secret("PowerDNS API key", self.api_key_env, self.api_key_file, ("api_key_env", "api_key_file"))
 
 
+_API_URL = re.compile(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:@?#\[\]]+)(?::(\d{1,5}))?(/[^?#@]*)?")
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
 def api_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a PowerDNS API base URL, or None: http(s), an IP address as host (a name
-    would need the system resolver), an optional path (a reverse proxy's), no credentials, query or
-    fragment."""
-    match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:@?#\[\]]+)(?::(\d{1,5}))?(/[^?#@]*)?", url.strip())
+    """Why ``url`` cannot be a PowerDNS API base URL, or None: http(s), an IP address or a host
+    name (resolved through ``lookup_nameservers``), an optional path (a reverse proxy's), no
+    credentials, query or fragment."""
+    match = _API_URL.fullmatch(url.strip())
     if match is None:
-        return "is not http(s)://<ip>[:port][/path] (no credentials, query or fragment)"
+        return "is not http(s)://<host>[:port][/path] (no credentials, query or fragment)"
+    if api_url_host_name(url) is not None and not _HOST_NAME.fullmatch(match[2]):
+        return "does not name a host (an IP address or a DNS name)"
+    if match[3] is not None and not 0 < int(match[3]) < 65536:
+        return "has a port out of range"
+    return None
+
+
+def api_url_host_name(url: str) -> str | None:
+    """The host of ``url`` when it is a name (to be resolved), None when it is an IP address."""
+    match = _API_URL.fullmatch(url.strip())
+    if match is None:
+        return None
     try:
         ipaddress.ip_address(match[2].strip("[]"))
     except ValueError:
-        return "does not name its host by IP address (names would need the system resolver)"
-    if match[3] is not None and not 0 < int(match[3]) < 65536:
-        return "has a port out of range"
+        return match[2]
     return None
 
 
@@ -644,6 +660,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             )
         for entry in [*self.lookup_nameservers, *self.nameserver_zones]:
             parse_host_port(entry, 53)
+        for name, source in self.zone_data_sources.items():
+            host = api_url_host_name(source.api_url) if isinstance(source, PowerDnsSource) else None
+            if host is not None and not self.lookup_nameservers and not self.use_system_resolver:
+                raise ValueError(
+                    f"zone_data_sources.{shorten(name)}: api_url names the host {quote(host)}: give"
+                    " lookup_nameservers to resolve it (or an IP address; the system resolver is asked"
+                    " only with use_system_resolver)"
+                )
         for entry, zones in self.nameserver_zones.items():
             _check_zones(f"nameserver_zones.{shorten(entry)}", zones)
         for segment, cidrs in self.segments.items():

@@ -46,8 +46,15 @@ class Discovery:
     """Discovers the zones of the sources it is asked about; ``found`` keeps, per source name, the
     zones it discovered this run, or None when its discovery failed (then nothing is known)."""
 
-    def __init__(self, serials: SerialStore | None = None) -> None:
+    def __init__(
+        self,
+        serials: SerialStore | None = None,
+        nameservers: tuple[tuple[str, int], ...] = (),
+        system_resolver: bool = False,
+    ) -> None:
         self._serials = serials
+        self._nameservers = nameservers  # for an api_url that names its host (lookup_nameservers)
+        self._system_resolver = system_resolver
         self.found: dict[str, list[str] | None] = {}
 
     def catalog_tasks(self, name: str, source: BindSource) -> list[ZoneTask]:
@@ -71,7 +78,7 @@ class Discovery:
 
     def powerdns_tasks(self, name: str, source: PowerDnsSource) -> list[ZoneTask]:
         """The zone list (as the source's entry task), then the zones it selects."""
-        api = powerdns.Api(source)
+        api = powerdns.Api(source, self._nameservers, self._system_resolver)
         entry_zone = entry_name(name)
         try:
             listed = powerdns.list_zones(api)

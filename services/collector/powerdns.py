@@ -8,7 +8,9 @@ Every request carries the key in ``X-API-Key`` and nowhere else: it is never log
 an exception or a finding (a refused key is "PowerDNS API … refused the key"). Requests are
 bounded (``timeout`` per connect and per wait for data, ``REQUEST_LIFETIME`` in all, bodies at
 most ``MAX_BODY_BYTES``), never follow a redirect (it would carry the key elsewhere), never use
-a proxy or the system resolver (``api_url`` names an IP address). Timeouts, resets and 5xx
+a proxy or the system resolver: an ``api_url`` host name is resolved through ``lookup_nameservers``
+(the system resolver only with ``use_system_resolver``), and the request goes to that address
+with the name as ``Host`` (and as SNI over https). Timeouts, resets and 5xx
 answers are tried again (tenacity, ``retries`` times); a 4xx is not.
 """
 
@@ -19,14 +21,18 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import dns.exception
+import dns.nameserver
+import dns.resolver
 import httpx
 import msgspec
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.collector.axfr import ZoneTransferError
 from shared import findings
-from shared.config import ConfigError, PowerDnsSource, one_line, shorten
+from shared.config import ConfigError, PowerDnsSource, api_url_host_name, one_line, shorten
 from shared.messages import RECORD_TYPES, LocatedFinding, RecordType, ZoneRecord, ZoneSnapshot, normalise_zone
 
 log = logging.getLogger("dcc.collector.powerdns")
@@ -90,6 +96,8 @@ class Api:
     """Where a PowerDNS source's API is; the key is read when a request is made, never kept here."""
 
     source: PowerDnsSource
+    nameservers: tuple[tuple[str, int], ...] = ()  # where a host name in api_url is resolved
+    system_resolver: bool = False  # without nameservers: may the system resolver be asked?
 
     @property
     def base(self) -> str:
@@ -219,11 +227,12 @@ def _get(api: Api, url: str, what: str) -> bytes:
 
 def _attempt(api: Api, url: str, key: str, what: str) -> bytes:
     deadline = time.monotonic() + REQUEST_LIFETIME
-    headers = {"X-API-Key": key, "Accept": "application/json"}
+    url, routing, extensions = _by_address(api, url)
+    headers = {"X-API-Key": key, "Accept": "application/json", **routing}
     try:
         with (
             httpx.Client(timeout=api.source.timeout, trust_env=False, follow_redirects=False) as client,
-            client.stream("GET", url, headers=headers) as response,
+            client.stream("GET", url, headers=headers, extensions=extensions) as response,
         ):
             _check_status(api, response, what)
             return _body(response.iter_bytes(), deadline, api, what)
@@ -238,6 +247,36 @@ def _attempt(api: Api, url: str, key: str, what: str) -> bytes:
         raise ZoneTransferError(
             findings.Code.ZONE_TRANSFER_FAILED, f"PowerDNS API at {api.base}: {what}: {_reason(exc)}"
         ) from None
+
+
+def _by_address(api: Api, url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``url`` with its host name (if it has one) replaced by the address it resolves to, the
+    ``Host`` header naming it, and the name as SNI over https: httpx would ask the system resolver."""
+    name = api_url_host_name(api.base)
+    if name is None:
+        return url, {}, {}
+    parsed = httpx.URL(url)
+    address = _resolve(api, name)
+    extensions: dict[str, Any] = {"sni_hostname": name} if parsed.scheme == "https" else {}
+    return str(parsed.copy_with(host=address)), {"Host": parsed.netloc.decode("ascii")}, extensions
+
+
+def _resolve(api: Api, name: str) -> str:
+    """The first address of ``name`` (A, then AAAA) from the config's nameservers."""
+    resolver = dns.resolver.Resolver(configure=not api.nameservers and api.system_resolver)
+    if api.nameservers:
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in api.nameservers]
+    resolver.lifetime = api.source.timeout
+    for rdtype in ("A", "AAAA"):
+        try:
+            return str(resolver.resolve(name, rdtype, search=False)[0])
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.Timeout:
+            raise _Transient("timeout", f"resolving {name} timed out") from None
+        except dns.exception.DNSException as exc:
+            raise _Transient("network", f"cannot resolve {name} ({_reason(exc)})") from None
+    raise ZoneTransferError(findings.Code.ZONE_TRANSFER_FAILED, f"PowerDNS API at {api.base}: {name} has no address")
 
 
 def _check_status(api: Api, response: httpx.Response, what: str) -> None:

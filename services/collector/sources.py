@@ -104,7 +104,7 @@ def zone_tasks(config: Config, discovery: Discovery | None = None) -> list[ZoneT
 def plan(config: Config, serials: SerialStore | None = None) -> CollectionPlan:
     """Every configured and discovered zone; with ``serials``, the ones unchanged since their last
     success are marked."""
-    discovery = Discovery(serials)
+    discovery = Discovery(serials, tuple(config.nameservers()), config.use_system_resolver)
     result = CollectionPlan()
     for task in zone_tasks(config, discovery):
         current = _current_version(task) if serials is not None else None

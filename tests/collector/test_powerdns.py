@@ -264,8 +264,9 @@ def test_a_server_error_is_retried_then_one_finding(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
-        ({"api_url": "http://ns1:8081"}, "does not name its host by IP address"),
-        ({"api_url": "http://user:pw@127.0.0.1:8081"}, "is not http(s)://<ip>[:port][/path]"),
+        ({"api_url": "http://ns1:8081"}, "api_url names the host 'ns1': give lookup_nameservers"),
+        ({"api_url": "http://ns_1!:8081"}, "does not name a host"),
+        ({"api_url": "http://user:pw@127.0.0.1:8081"}, "is not http(s)://<host>[:port][/path]"),
         ({"api_url": "ftp://127.0.0.1"}, "is not http(s)://"),
         ({"api_url": "http://127.0.0.1:99999"}, "has a port out of range"),
         ({"api_key_file": "/k"}, "give exactly one of api_key_env or api_key_file"),
@@ -291,3 +292,44 @@ def test_a_powerdns_source_has_the_documented_defaults(monkeypatch: pytest.Monke
     assert (source.timeout, source.retries) == (10.0, 2)
     with pytest.raises(ConfigError, match=f"PowerDNS API key: environment variable {KEY_ENV} is not set"):
         source.api_key()
+
+
+def test_an_api_url_that_names_its_host_is_resolved_through_the_lookup_nameservers(
+    pdns: PdnsServer, key: str
+) -> None:
+    pdns.create_zone("api.test", [rrset("pdns.api.test.", "A", pdns.address)])  # pdns serves DNS too
+    try:
+        config = config_from(
+            {
+                "lookup_nameservers": [f"{pdns.address}:{pdns.dns_port}"],
+                "zone_data_sources": {
+                    "pdns": {
+                        "type": "POWERDNS",
+                        "api_url": f"http://pdns.api.test:{pdns.api_port}",
+                        "api_key_env": KEY_ENV,
+                        "zones": ["two.test"],
+                        "timeout": 2,
+                        "retries": 1,
+                    }
+                },
+            }
+        )
+        snaps = by_zone(collect(config, "run-1"))
+        assert snaps["two.test"].failure is None
+        assert ("A", "@", "127.0.0.10") in [(r.type, r.name, r.target) for r in snaps["two.test"].records]
+    finally:
+        pdns.delete_zone("api.test")
+
+
+def test_an_api_host_name_that_does_not_resolve_is_one_finding_for_the_source(pdns: PdnsServer, key: str) -> None:
+    config = config_from(
+        {
+            "lookup_nameservers": [f"{pdns.address}:{pdns.dns_port}"],
+            "zone_data_sources": {
+                "pdns": {"type": "POWERDNS", "api_url": "http://nowhere.two.test:8081", "api_key_env": KEY_ENV}
+            },
+        }
+    )
+    (entry,) = collect(config, "run-1")
+    assert entry.failure is not None
+    assert "nowhere.two.test has no address" in entry.failure.finding.message
