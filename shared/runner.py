@@ -31,6 +31,7 @@ from shared.monitor import Monitor
 from shared.transport.base import BrokerRefused, ConnectionLost, Consumer, Delivery, Outgoing, Transport
 
 log = logging.getLogger("dcc.runner")
+BUSY_POLL = 0.005  # s: how soon the loop looks again while handed-out work waits for a worker
 
 
 class PermanentError(Exception):
@@ -174,7 +175,9 @@ class _Server:
             now = time.monotonic()
             if self.storage_down.is_set():
                 continue  # no new work, no periodic writes until the storage takes the held message
-            if self._batch_ready(arrived, now) and self._has_free_worker():
+            # every batch that is ready while a worker is free: a broker message of 50 parts is 50
+            # batches of one for a handler that takes one at a time, not one batch per turn
+            while self._batch_ready(arrived, now) and self._has_free_worker():
                 self._submit(functools.partial(self._handle, self._take_batch()))
             if now >= self.next_tick and self._has_free_worker():
                 self.next_tick = now + self.opts.tick_interval
@@ -183,6 +186,8 @@ class _Server:
     def _receive(self) -> bool:
         """Wait briefly for one delivery; decode it into the pending batch. True if one came."""
         wait = self.opts.poll if not self.pending else min(self.opts.poll, self.opts.batch_linger)
+        if self.pending and not self._has_free_worker():
+            wait = min(wait, BUSY_POLL)  # work is waiting for a worker: look again as soon as one may be free
         delivery = self.consumer.get(timeout=wait)
         if delivery is None:
             return False

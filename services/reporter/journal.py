@@ -29,6 +29,9 @@ class RunJournal:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._open: dict[str, BinaryIO] = {}
+        # Where each open journal ends: the offset a failed append cuts back to. Counted here, since
+        # a tell() per entry is one more system call per result, as costly as the flush.
+        self._ends: dict[str, int] = {}
 
     def _path(self, run_id: str) -> Path | None:
         # run ids come off the wire: never let one name a path outside the directory
@@ -37,32 +40,41 @@ class RunJournal:
     def append(self, run_id: str, message: Message) -> None:
         """Raises ``StorageUnavailable`` when the entry cannot be written; the journal then holds
         none of it (a torn entry in the middle would make every later one unreadable)."""
-        path = self._path(run_id)
-        if path is None:
-            return
-        body = encode(message)
         handle = self._open.get(run_id)
-        start = 0
-        try:
-            if handle is None:
+        if handle is None:
+            path = self._path(run_id)
+            if path is None:
+                return
+            try:
                 handle = self._open[run_id] = path.open("ab")
-            start = handle.tell()
-            handle.write(_LENGTH.pack(len(body)) + body)
+            except OSError as exc:  # nothing written: nothing to cut back
+                raise StorageUnavailable(f"cannot journal to {self.directory}: {exc.strerror or exc}") from None
+            self._ends[run_id] = handle.tell()
+        body = encode(message)
+        entry = _LENGTH.pack(len(body)) + body
+        start = self._ends[run_id]
+        try:
+            handle.write(entry)
             handle.flush()  # in the OS before the ack: survives the process being killed
         except OSError as exc:
-            self._cut_back(run_id, path, start)
+            self._cut_back(run_id, start)
             raise StorageUnavailable(f"cannot journal to {self.directory}: {exc.strerror or exc}") from None
+        self._ends[run_id] = start + len(entry)
 
-    def _cut_back(self, run_id: str, path: Path, size: int) -> None:
+    def _cut_back(self, run_id: str, size: int) -> None:
         """Drop a half-written entry: close the handle (its buffer holds the rest) and truncate."""
         handle = self._open.pop(run_id, None)
+        self._ends.pop(run_id, None)
         if handle is not None:
             with contextlib.suppress(OSError):
                 handle.close()
-        with contextlib.suppress(OSError):
-            os.truncate(path, size)
+        path = self._path(run_id)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(path, size)
 
     def forget(self, run_id: str) -> None:
+        self._ends.pop(run_id, None)
         handle = self._open.pop(run_id, None)
         if handle is not None:
             handle.close()
@@ -93,3 +105,4 @@ class RunJournal:
         for handle in self._open.values():
             handle.close()
         self._open.clear()
+        self._ends.clear()

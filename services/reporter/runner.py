@@ -17,6 +17,7 @@ from services.reporter.handler import ReporterHandler
 from services.reporter.journal import RunJournal
 from services.reporter.outputs import DirectorySink, ReportSink
 from services.reporter.report import RunReport
+from shared.batches import JOBS_PER_BATCH
 from shared.config import Config, ConfigError
 from shared.runner import ServeOptions, Stage, StorageUnavailable
 from shared.transport import REPORT
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from services.reporter.alerts import Alerting
 
 # Single-threaded by design (the run state is not shared); a deep prefetch keeps it busy between acks.
-OPTIONS = ServeOptions(workers=1, prefetch=200, tick_interval=1.0)
+# Results come 50 to a broker message, each its own part, and the consume loop hands out one batch
+# per turn, waiting up to batch_linger for a delivery each turn: batches of one part made a reporter
+# whose prefetch was full do 20 results/s. So one call takes every part the prefetch can hold.
+PREFETCH = 200
+OPTIONS = ServeOptions(workers=1, batch_size=PREFETCH * JOBS_PER_BATCH, prefetch=PREFETCH, tick_interval=1.0)
 
 
 def stage(

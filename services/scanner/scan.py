@@ -39,6 +39,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -322,7 +323,9 @@ class _Deadlines:
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._heap: list[tuple[float, int, _Endpoint]] = []
+        # Weak references: an endpoint that finished in time is gone with its lease, sockets and
+        # address at once, not kept for the rest of its scan_timeout (memory grew by rate x timeout).
+        self._heap: list[tuple[float, int, weakref.ref[_Endpoint]]] = []
         self._order = itertools.count()
         self._stopped = False
         self._thread = threading.Thread(target=self._watch, name="dcc-scan-deadlines", daemon=True)
@@ -330,7 +333,7 @@ class _Deadlines:
 
     def watch(self, endpoint: _Endpoint) -> None:
         with self._changed:
-            heapq.heappush(self._heap, (endpoint.deadline, next(self._order), endpoint))
+            heapq.heappush(self._heap, (endpoint.deadline, next(self._order), weakref.ref(endpoint)))
             self._changed.notify()
 
     def stop(self) -> None:
@@ -348,7 +351,9 @@ class _Deadlines:
                 if self._heap and self._heap[0][0] <= now:
                     due: list[_Endpoint] = []
                     while self._heap and self._heap[0][0] <= now:
-                        due.append(heapq.heappop(self._heap)[2])
+                        endpoint = heapq.heappop(self._heap)[2]()
+                        if endpoint is not None:  # None: it finished, and nothing holds it any more
+                            due.append(endpoint)
                     return due
                 self._changed.wait(self._heap[0][0] - now if self._heap else None)
             return None

@@ -294,9 +294,7 @@ def test_a_powerdns_source_has_the_documented_defaults(monkeypatch: pytest.Monke
         source.api_key()
 
 
-def test_an_api_url_that_names_its_host_is_resolved_through_the_lookup_nameservers(
-    pdns: PdnsServer, key: str
-) -> None:
+def test_an_api_url_that_names_its_host_is_resolved_through_the_lookup_nameservers(pdns: PdnsServer, key: str) -> None:
     pdns.create_zone("api.test", [rrset("pdns.api.test.", "A", pdns.address)])  # pdns serves DNS too
     try:
         config = config_from(
