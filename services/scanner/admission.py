@@ -39,14 +39,17 @@ _Start = Callable[["Lease"], None]
 
 
 class _Address:
-    """One address's budget. ``changed`` shares the slots' lock; it is notified whenever a unit is
-    freed, so connections waiting to borrow one (or to give up on a closed lease) wake."""
+    """One address's budget, under its own lock (``changed``: one lock per address, so scans of
+    different addresses never wait for each other); notified whenever a unit is freed, so
+    connections waiting to borrow one (or to give up on a closed lease) wake. ``retired``: idle and
+    dropped from the slots' table; whoever finds it so looks the address up again."""
 
-    def __init__(self, ip: str, limit: int, lock: threading.Lock) -> None:
+    def __init__(self, ip: str, limit: int) -> None:
         self.ip = ip
         self.free = limit
-        self.changed = threading.Condition(lock)
+        self.changed = threading.Condition(threading.Lock())
         self.waiting: deque[_Start] = deque()  # never non-empty while ``free`` > 0
+        self.retired = False
 
 
 class AddressSlots:
@@ -55,45 +58,59 @@ class AddressSlots:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._addresses: dict[str, _Address] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the table only; never held while taking an address's lock
         self._closed = False
 
     def admit(self, ip: str, start: _Start) -> None:
         """Call ``start`` with a lease on ``ip`` now if it has a free unit, else once one comes back
         (first come, first served). Once the slots are closed, never."""
-        with self._lock:
-            if self._closed:
-                return
-            address = self._addresses.get(ip)
-            if address is None:
-                address = self._addresses[ip] = _Address(ip, self._limit, self._lock)
-            if address.free == 0:
-                address.waiting.append(start)
-                return
-            address.free -= 1
-        start(Lease(self, address))
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                address = self._addresses.get(ip)
+                if address is None:
+                    address = self._addresses[ip] = _Address(ip, self._limit)
+            with address.changed:
+                if address.retired:  # went idle and was dropped meanwhile: its successor counts
+                    continue
+                if self._closed:
+                    return
+                if address.free == 0:
+                    address.waiting.append(start)
+                    return
+                address.free -= 1
+            start(Lease(self, address))
+            return
 
     def busiest(self) -> int:
         """Units in use at the address using most (connections open or about to be); metrics."""
         with self._lock:
-            return max((self._limit - a.free for a in self._addresses.values()), default=0)
+            addresses = list(self._addresses.values())
+        return max((self._limit - a.free for a in addresses), default=0)
 
     def close(self) -> None:
         """Shutdown: nobody waiting is admitted any more, now or when units come back."""
         with self._lock:
             self._closed = True
-            for address in self._addresses.values():
+            addresses = list(self._addresses.values())
+        for address in addresses:
+            with address.changed:
                 address.waiting.clear()
 
     def _give_back(self, address: _Address) -> _Start | None:
-        """A unit comes back (the caller holds the lock). Returns the ``start`` of the endpoint it now
-        admits, for the caller to call with a new lease once outside the lock; None if it went free."""
+        """A unit comes back (the caller holds the address's lock). Returns the ``start`` of the
+        endpoint it now admits, for the caller to call with a new lease once outside the lock; None
+        if it went free."""
         if address.waiting:
             return address.waiting.popleft()
         address.free += 1
         address.changed.notify_all()
         if address.free == self._limit:  # idle: nothing holds a unit, nobody waits, so forget it
-            del self._addresses[address.ip]
+            address.retired = True  # lock order: an address's lock, then the table's (admit never nests them)
+            with self._lock:
+                if self._addresses.get(address.ip) is address:
+                    del self._addresses[address.ip]
         return None
 
     def _admitted(self, address: _Address, start: _Start | None) -> None:

@@ -278,3 +278,38 @@ def test_many_threads_never_exceed_the_limit_per_address() -> None:
         assert open_peak[ip] <= limit, ip
         assert running_peak[ip] <= limit, ip
         assert open_peak[ip] >= 2, ip  # the limit was actually contended, not trivially met
+
+
+def test_an_address_that_goes_idle_and_comes_back_at_once_keeps_one_budget() -> None:
+    """Each address has its own lock: one going idle is dropped from the table while other threads
+    admit on it. Hammered from 8 threads, the address never has more than ``limit`` leases at
+    once (a second budget for the same address would allow more) and the table ends empty."""
+    limit, rounds = 2, 300
+    slots = AddressSlots(limit)
+    lock = threading.Lock()
+    held = {"now": 0, "peak": 0, "done": 0}
+    all_done = threading.Event()
+
+    def started(lease: Lease) -> None:
+        with lock:
+            held["now"] += 1
+            held["peak"] = max(held["peak"], held["now"])
+        with lock:
+            held["now"] -= 1
+            held["done"] += 1
+            if held["done"] == 8 * rounds:
+                all_done.set()
+        lease.close()  # may admit a waiting one on this very thread
+
+    def hammer() -> None:
+        for _ in range(rounds):
+            slots.admit("192.0.2.7", started)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all_done.wait(30), f"only {held['done']} of {8 * rounds} admitted"
+    assert held["peak"] <= limit
+    assert slots.busiest() == 0 and not slots._addresses, "idle addresses are forgotten"
