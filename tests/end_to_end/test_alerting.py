@@ -3,9 +3,7 @@ deliveries whether the reporter runs in process (``run``) or as a service over R
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,29 +15,14 @@ from lab import Lab, start_lab
 from services.cli import main
 from tests.distributed.broker import Vhost
 from tests.distributed.fleet import Fleet
+from tests.end_to_end.conftest import SECRET_ENV
 from tests.reporter.alerts.receiver import Receiver
-
-SECRET_ENV = "DCC_E2E_WEBHOOK_SECRET"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     with start_lab(tmp_path_factory.mktemp("alert-lab")) as running:
         yield running
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    value = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    monkeypatch.setenv(SECRET_ENV, value)
-    return value
 
 
 def write_inputs(tmp: Path, lab: Lab, receiver: Receiver) -> tuple[Path, Path]:

@@ -4,10 +4,8 @@ resolves a removed zone's open problems in the alert state as "zone removed"."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +24,10 @@ from services.reporter.alerts.problems import problems_of
 from shared.config import BindServer
 from tests.collector.knot import KnotServer, KnotZone, reload_knot, start_knot
 from tests.collector.pdns import PdnsServer, start_pdns
+from tests.end_to_end.conftest import SECRET_ENV
 from tests.reporter.alerts.receiver import Receiver
 from tests.reporter.alerts.runs import expired, report
 
-WEBHOOK_ENV = "DCC_E2E_DISCOVERY_WEBHOOK_SECRET"
 PDNS_KEY_ENV = "DCC_E2E_PDNS_API_KEY"
 MISMATCH = "subject does not match hostname"
 
@@ -38,20 +36,6 @@ MISMATCH = "subject does not match hostname"
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with start_lab(tmp_path_factory.mktemp("discovery-lab"), cases=["valid", "expired"]) as running:
         yield running
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    value = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    monkeypatch.setenv(WEBHOOK_ENV, value)
-    return value
 
 
 def member(zone: str, lab: Lab) -> KnotZone:
@@ -87,7 +71,7 @@ def write_config(tmp: Path, lab: Lab, sources: dict[str, Any], receiver: Receive
         settings["alerts"] = {
             "state_file": str(tmp / "state" / "alerts.db"),
             "flush_timeout": 20,
-            "receivers": [{"name": "ops", "type": "webhook", "url": receiver.url("/ops"), "secret_env": WEBHOOK_ENV}],
+            "receivers": [{"name": "ops", "type": "webhook", "url": receiver.url("/ops"), "secret_env": SECRET_ENV}],
         }
     path = tmp / "config.json"
     path.write_text(json.dumps(settings))
