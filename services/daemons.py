@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from shared.config import Config, ConfigError
+from shared.config import Config
 from shared.messages import Message
 from shared.monitor import Monitor
 from shared.runner import Handler, Stage, serve_stage
@@ -47,11 +47,7 @@ def health(transport: Transport, stop: threading.Event, port: int | None) -> Ite
     from shared.health import HealthServer, ServiceMonitor
 
     monitor = ServiceMonitor(transport, stop)
-    try:
-        server = HealthServer(monitor, port)
-    except OSError as exc:
-        raise ConfigError(f"health_port {port}: cannot listen ({exc.strerror or exc})") from None
-    with server:
+    with HealthServer.open(monitor, port):
         yield monitor
 
 

@@ -29,7 +29,6 @@ import threading
 from collections.abc import Callable, Sequence
 
 from services.scanner_health import Children, child_port
-from shared.config import ConfigError
 from shared.health import HealthServer
 
 log = logging.getLogger("dcc.daemon")
@@ -70,11 +69,7 @@ def supervise(argv: Sequence[str], processes: int, stop: threading.Event, health
 
     with contextlib.ExitStack() as stack:
         if health_port is not None:
-            answers = Children(health_port, lambda: dict(children), stop)
-            try:
-                stack.enter_context(HealthServer(answers, health_port))
-            except OSError as exc:
-                raise ConfigError(f"health_port {health_port}: cannot listen ({exc.strerror or exc})") from None
+            stack.enter_context(HealthServer.open(Children(health_port, lambda: dict(children), stop), health_port))
         return _run(children, start, processes, stop, lambda: starts)
 
 

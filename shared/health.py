@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shared.config import ConfigError
 from shared.monitor import Check, Monitor
 from shared.transport.base import Consumer, Outgoing, Transport
 
@@ -195,6 +196,14 @@ class HealthServer:
         self._thread = threading.Thread(target=self._http.serve_forever, name="dcc-health", daemon=True)
         self._thread.start()
         log.info("health, readiness and metrics on port %d (/healthz, /readyz, /metrics)", self.port)
+
+    @classmethod
+    def open(cls, monitor: Answers, port: int) -> HealthServer:
+        """The server on ``port``; a port already taken is a ``ConfigError`` (one line, exit 2)."""
+        try:
+            return cls(monitor, port)
+        except OSError as exc:
+            raise ConfigError(f"health_port {port}: cannot listen ({exc.strerror or exc})") from None
 
     def close(self) -> None:
         self._http.shutdown()
