@@ -79,13 +79,18 @@ def connect(sock: socket.socket, ip: str, port: int) -> Finding | None:
     """Connect ``sock``; None when connected, else why not (as every probe words it)."""
     try:
         sock.connect((ip, port))
-    except ConnectionRefusedError:
-        return findings.error(findings.Code.CONNECT_REFUSED, REFUSED)
-    except TimeoutError:
-        return findings.error(findings.Code.CONNECT_TIMEOUT, CONNECT_TIMED_OUT)
     except OSError as exc:
-        return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
+        return connect_failure(exc)
     return None
+
+
+def connect_failure(exc: OSError) -> Finding:
+    """Why a connection attempt failed, as every probe words it."""
+    if isinstance(exc, ConnectionRefusedError):
+        return findings.error(findings.Code.CONNECT_REFUSED, REFUSED)
+    if isinstance(exc, TimeoutError):
+        return findings.error(findings.Code.CONNECT_TIMEOUT, CONNECT_TIMED_OUT)
+    return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
 
 
 def _family(ip: str) -> socket.AddressFamily:

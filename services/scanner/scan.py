@@ -25,6 +25,13 @@ probe's, the connectivity test's, each CERTIFICATE_INFO job's) belongs to the en
 shuts all its sockets down and closes its lease: its worker threads and its address's units are
 free again within moments, whatever the server does. ``Engine.close`` ends every endpoint the same
 way, so shutdown never waits for a server.
+
+Where the work runs: a fast-path endpoint on a direct TLS port does its handshake on the
+``handshake_loop`` (one thread, non-blocking sockets, every such handshake at once) and its chain
+is judged there; only what still waits on the network afterwards (a fallback full scan, active
+revocation checks) goes to a worker. Full scans and STARTTLS endpoints run on workers. Either way
+at most ``concurrency`` endpoints are in progress: a thread per waiting handshake cost about a
+third of the fast path's CPU in GIL hand-overs (docs/benchmarks-scanner.md).
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -68,9 +76,9 @@ from sslyze.plugins.plugin_base import ScanJobResult
 from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivity_to_server
 from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-from services.scanner import handshake, sockets, starttls
+from services.scanner import handshake, handshake_loop, sockets, starttls
 from services.scanner import probe as probing
-from services.scanner.admission import AddressSlots, DeadlineExceeded, Lease
+from services.scanner.admission import AddressSlots, Connection, DeadlineExceeded, Lease
 from services.scanner.analysis import CheckPolicy, Deployment, analyse, certificate_facts, combine
 from services.scanner.chain_judge import ChainJudge
 from services.scanner.chain_memory import ChainMemory
@@ -84,6 +92,12 @@ from shared.messages import CertificateFacts, Finding
 log = logging.getLogger("dcc.scanner")
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+Scanned = tuple[list[Finding], CertificateFacts | None]  # an endpoint's findings, and its certificate's facts
+
+
+def _reraise(exc: Exception) -> Scanned:
+    raise exc  # inside ``_outcome``, which words it
 
 
 @dataclass(frozen=True)
@@ -333,8 +347,10 @@ class _Deadlines:
 
     def watch(self, endpoint: _Endpoint) -> None:
         with self._changed:
+            first = not self._heap or endpoint.deadline < self._heap[0][0]
             heapq.heappush(self._heap, (endpoint.deadline, next(self._order), weakref.ref(endpoint)))
-            self._changed.notify()
+            if first:  # else the watcher already wakes in time: deadlines mostly come in order
+                self._changed.notify()
 
     def stop(self) -> None:
         with self._changed:
@@ -368,7 +384,15 @@ class _Deadlines:
 
 
 class Engine:
-    """Scans endpoints; thread pools, per-address limits and the deadline watcher are shared by every batch."""
+    """Scans endpoints; thread pools, the handshake loop, per-address limits and the deadline watcher
+    are shared by every batch.
+
+    At most ``concurrency`` endpoints are in progress at once, however they are scanned: an admitted
+    endpoint waits for one of those places before its clock starts. A fast-path endpoint on a direct
+    TLS port spends its handshake on the handshake loop (one thread for all of them) and its chain is
+    judged there; what still waits on the network after that (the full scan when the handshake says
+    so or the chain changed, active revocation checks) and every other endpoint (full mode, STARTTLS)
+    runs on a worker thread."""
 
     def __init__(self, settings: ScanSettings) -> None:
         self.settings = settings
@@ -382,10 +406,14 @@ class Engine:
         )
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when no worker runs any more
-        self._busy = 0  # endpoint workers and scan jobs running
+        self._busy = 0  # endpoints in progress and scan jobs running
         self._live: set[_Endpoint] = set()
         self._batches: set[_Batch] = set()
         self._closed = False
+        # the places of ``concurrency`` (endpoints in progress), and the admitted endpoints waiting for one
+        self._places_lock = threading.Lock()
+        self._in_progress = 0
+        self._waiting: deque[tuple[_Batch, int, Target, Lease]] = deque()
         self._revocation = (
             RevocationChecker(
                 settings.revocation, settings.revocation_timeout, resolve_names=settings.use_system_resolver
@@ -397,6 +425,7 @@ class Engine:
         self._judge = ChainJudge(settings.custom_ca_file, settings.checks)
         self._chains = ChainMemory(settings.chain_state) if settings.full_scan_on_change else None
         self._deadlines = _Deadlines()
+        self._loop = handshake_loop.HandshakeLoop()
 
     def busiest_address(self) -> int:
         """Connections open (or about to be) to the address this engine uses most; metrics."""
@@ -409,13 +438,19 @@ class Engine:
         with self._lock:
             self._closed = True
             live, batches = list(self._live), list(self._batches)
+        with self._places_lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
         self._slots.close()
         self._endpoints.shutdown(wait=False, cancel_futures=True)
         self._connections.shutdown(wait=False, cancel_futures=True)
+        for _, _, _, lease in waiting:  # admitted, never started
+            lease.close()
         for endpoint in live:
             endpoint.cancel()
         for batch in batches:
             batch.close()
+        self._loop.stop()
         self._deadlines.stop()
         if self._revocation is not None:
             self._revocation.close()
@@ -432,7 +467,7 @@ class Engine:
 
     def scan_many(self, targets: Sequence[Target]) -> Iterator[tuple[int, Outcome]]:
         """Yield ``(index, outcome)`` for every target as soon as it is done; never more than ``scan_timeout``
-        after its scan started. A scan starts when its address admits it and a worker is free: n names
+        after its scan started. A scan starts when its address admits it and a place is free: n names
         on one address take about ceil(n / max_connections_per_ip) scan times, none of them timing out
         for waiting. Raises ``EngineClosed`` when the engine is (or gets) closed first."""
         batch = _Batch(len(targets))
@@ -456,11 +491,35 @@ class Engine:
         return next(outcome for _, outcome in self.scan_many([target]))
 
     def _start(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
-        """The target's address admitted it: hand it to a worker (runs on whichever thread freed the unit)."""
+        """The target's address admitted it (on whichever thread freed the unit): it starts when one
+        of the ``concurrency`` places is free, now or when an endpoint in progress is done."""
+        with self._places_lock:
+            if self._in_progress >= self.settings.concurrency:
+                self._waiting.append((batch, index, target, lease))
+                return
+            self._in_progress += 1
+        self._launch(batch, index, target, lease)
+
+    def _place_freed(self) -> None:
+        """An endpoint in progress is done: its place goes to the endpoint waiting longest, if any."""
+        with self._places_lock:
+            if not self._waiting or self._closed:
+                self._in_progress -= 1
+                return
+            waiting = self._waiting.popleft()
+        self._launch(*waiting)
+
+    def _launch(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
+        """Start an endpoint that has its place: on the handshake loop, or on a worker."""
+        mode = target.mode or self.settings.mode_for(target.port)
+        if mode == "fast" and self.settings.starttls_for(target.port) is None:
+            self._begin_handshake(batch, index, target, lease)
+            return
         try:
             self._endpoints.submit(self._run, batch, index, target, lease)
         except RuntimeError:  # the engine is closed: what it had not started never finishes
             lease.close()
+            self._place_freed()
 
     def _enter(self, endpoint: _Endpoint | None = None) -> bool:
         """A worker starts (with its endpoint, for an endpoint's worker); False if the engine is closed."""
@@ -478,8 +537,15 @@ class Engine:
             if not self._busy:
                 self._idle.notify_all()
 
+    def _done_with(self, endpoint: _Endpoint) -> None:
+        """The endpoint's work is over (settled or not): whatever of it still runs ends (the next
+        endpoint of its address may start) and its place goes to the next endpoint."""
+        endpoint.end()
+        self._leave(endpoint)
+        self._place_freed()
+
     def _run(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
-        """One endpoint's worker: its clock starts now; it settles the endpoint unless the deadline
+        """One endpoint on a worker: its clock starts now; it settles the endpoint unless the deadline
         watcher (or ``close``) did first, then ends whatever of its work is left."""
         endpoint = _Endpoint(batch, index, target, lease, self.settings.scan_timeout)
         try:
@@ -487,16 +553,76 @@ class Engine:
                 endpoint.cancel()
                 return
             self._deadlines.watch(endpoint)
-            endpoint.settle(self._outcome(endpoint))
+            endpoint.settle(self._outcome(endpoint, functools.partial(self._scan, endpoint)))
         finally:
-            endpoint.end()  # a job still running past the deadline ends; the next endpoint of this address may start
-            self._leave(endpoint)
+            self._done_with(endpoint)
 
-    def _outcome(self, endpoint: _Endpoint) -> Outcome:
+    def _begin_handshake(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
+        """One fast-path endpoint on the handshake loop (any thread; never blocks): its clock starts now."""
+        endpoint = _Endpoint(batch, index, target, lease, self.settings.scan_timeout)
+        if not self._enter(endpoint):
+            endpoint.cancel()
+            self._done_with(endpoint)
+            return
+        self._deadlines.watch(endpoint)
+        unit = lease.connection(endpoint.deadline)
+        try:
+            unit.__enter__()  # the lease's own unit, free: its first connection never waits
+        except DeadlineExceeded:
+            endpoint.settle(_timed_out(endpoint.scanned_at, self.settings.scan_timeout))
+            self._done_with(endpoint)
+            return
+        timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
+        request = handshake_loop.Request(
+            ip=target.ip,
+            port=target.port,
+            sni=target.sni,
+            timeout=timeout,
+            deadline=endpoint.deadline,
+            owner=endpoint.sockets,
+            done=functools.partial(self._handshake_done, endpoint, unit),
+        )
+        if self._loop.submit(request):
+            return
+        # the loop has stopped: the engine is closing, or the loop failed (logged); then the
+        # blocking handshake on a worker still scans the endpoint
+        unit.__exit__(None, None, None)
+        try:
+            self._endpoints.submit(self._finish, endpoint, functools.partial(self._scan, endpoint))
+        except RuntimeError:  # closed: nobody hears of this endpoint any more
+            endpoint.cancel()
+            self._done_with(endpoint)
+
+    def _handshake_done(self, endpoint: _Endpoint, unit: Connection, fetched: handshake.Fetched) -> None:
+        """On the loop thread: settle the endpoint from its handshake, or hand what is left to a worker."""
+        unit.__exit__(None, None, None)
+        if not endpoint.settled:
+            try:
+                rest, blocks = self._after_handshake(endpoint, fetched)
+            except Exception as exc:  # a bug: the endpoint's SCAN_ERROR (``_outcome``), not a lost endpoint
+                rest, blocks = functools.partial(_reraise, exc), False
+            if blocks:
+                try:
+                    self._endpoints.submit(self._finish, endpoint, rest)
+                    return
+                except RuntimeError:  # closed meanwhile: nobody hears of this endpoint any more
+                    endpoint.cancel()
+            else:
+                endpoint.settle(self._outcome(endpoint, rest))
+        self._done_with(endpoint)
+
+    def _finish(self, endpoint: _Endpoint, rest: Callable[[], Scanned]) -> None:
+        """On a worker: the rest of a fast-path scan whose handshake ran on the loop."""
+        try:
+            endpoint.settle(self._outcome(endpoint, rest))
+        finally:
+            self._done_with(endpoint)
+
+    def _outcome(self, endpoint: _Endpoint, work: Callable[[], Scanned]) -> Outcome:
         certificate: CertificateFacts | None = None
         try:
-            with endpoint.sockets.claim():  # the probe's and the connectivity test's sockets
-                found, certificate = self._scan(endpoint)
+            with endpoint.sockets.claim():  # the sockets ``work`` opens are the endpoint's
+                found, certificate = work()
         except _Aborted as exc:
             found = [exc.finding]
         except DeadlineExceeded:
@@ -507,28 +633,41 @@ class Engine:
             found = [findings.error(findings.Code.SCAN_ERROR, f"scan failed: {type(exc).__name__}: {exc}")]
         return Outcome(found, endpoint.scanned_at, time.monotonic() - endpoint.started, certificate)
 
-    def _scan(self, endpoint: _Endpoint) -> tuple[list[Finding], CertificateFacts | None]:
+    def _scan(self, endpoint: _Endpoint) -> Scanned:
+        """One endpoint's whole scan, on a worker (full mode, or the fast path after STARTTLS)."""
         target = endpoint.target
         mode = target.mode or self.settings.mode_for(target.port)
         if mode == "fast":
-            fetched = self._handshake(endpoint)
-            if isinstance(fetched, Finding):
-                return [fetched], None
-            if fetched is not None and not self._chain_changed(target, fetched):
-                judged = self._judge.judge(fetched.chain_pem, fetched.ocsp, target.sni)
-                return self._findings(endpoint, [judged.deployment], judged.facts)
-            # a handshake failure SSLyze explains better, or a chain that changed since it was last
-            # seen: the full scan (the handshake was the probe)
-        else:
-            failure = self._probe(endpoint)
-            if failure is not None:
-                return [failure], None
+            rest, _ = self._after_handshake(endpoint, self._handshake(endpoint))
+            return rest()
+        failure = self._probe(endpoint)
+        if failure is not None:
+            return [failure], None
+        return self._full(endpoint)
+
+    def _after_handshake(self, endpoint: _Endpoint, fetched: handshake.Fetched) -> tuple[Callable[[], Scanned], bool]:
+        """What is left of a fast-path scan once its handshake is done, and whether it waits on the
+        network: nothing (a finding), judging the chain (revocation checks wait), or the full scan
+        (a handshake failure SSLyze explains better, or a chain that changed since it was last seen;
+        the handshake was the probe)."""
+        if isinstance(fetched, Finding):
+            return (lambda: ([fetched], None)), False
+        if fetched is None or self._chain_changed(endpoint.target, fetched):
+            return functools.partial(self._full, endpoint), True
+        return functools.partial(self._judged, endpoint, fetched), self._revocation is not None
+
+    def _judged(self, endpoint: _Endpoint, served: handshake.Served) -> Scanned:
+        judged = self._judge.judge(served.chain_pem, served.ocsp, endpoint.target.sni)
+        return self._findings(endpoint, [judged.deployment], judged.facts)
+
+    def _full(self, endpoint: _Endpoint) -> Scanned:
+        """SSLyze's CERTIFICATE_INFO: its connectivity test, then its handshakes, then its analysis."""
         endpoint.check()
         server = self._connectivity(endpoint)
         endpoint.check()
         result = self._certificate_info(server, endpoint)
         endpoint.check()
-        return self._findings(endpoint, deployments_from(result, target.sni, self.settings.custom_ca_file))
+        return self._findings(endpoint, deployments_from(result, endpoint.target.sni, self.settings.custom_ca_file))
 
     def _chain_changed(self, target: Target, served: handshake.Served) -> bool:
         if self._chains is None:
@@ -538,8 +677,9 @@ class Engine:
             log.info("%s:%d (%s) serves a new chain: scanning it in full once", target.ip, target.port, target.sni)
         return changed
 
-    def _handshake(self, endpoint: _Endpoint) -> handshake.Served | Finding | None:
-        """The fast path's one connection: the chain as served, or why there is none (None: fall back)."""
+    def _handshake(self, endpoint: _Endpoint) -> handshake.Fetched:
+        """The fast path's one connection on a worker (after STARTTLS): the chain as served, or why
+        there is none (None: fall back)."""
         target = endpoint.target
         protocol = self.settings.starttls_for(target.port)
         with endpoint.lease.connection(endpoint.deadline):
@@ -548,7 +688,7 @@ class Engine:
 
     def _findings(
         self, endpoint: _Endpoint, deployments: list[Deployment], facts: CertificateFacts | None = None
-    ) -> tuple[list[Finding], CertificateFacts | None]:
+    ) -> Scanned:
         endpoint.check()
         if facts is None and deployments:
             facts = certificate_facts(deployments[0].received_chain)

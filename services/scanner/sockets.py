@@ -64,7 +64,8 @@ class SocketOwner:
                 with contextlib.suppress(OSError):  # closed already, or never connected
                     sock.shutdown(socket.SHUT_RDWR)
 
-    def _adopt(self, sock: socket.socket) -> None:
+    def adopt(self, sock: socket.socket) -> None:
+        """``sock`` is this owner's until ``release``; refused (closed, ``ConnectionAbortedError``) once aborted."""
         with self._lock:
             if not self._aborted:
                 self._sockets.add(sock)
@@ -72,7 +73,8 @@ class SocketOwner:
         sock.close()
         raise ConnectionAbortedError(ABORTED)
 
-    def _forget(self, sock: socket.socket) -> None:
+    def release(self, sock: socket.socket) -> None:
+        """Close ``sock`` (by the thread that used it) and forget it."""
         with self._lock:  # never shut down by ``abort`` once closed: its number may be reused
             self._sockets.discard(sock)
         sock.close()
@@ -96,12 +98,12 @@ class Claim:
     def __exit__(self, *exc: object) -> None:
         _current.claim = self._outer
         for sock in self._opened:
-            self.owner._forget(sock)
+            self.owner.release(sock)
         self._opened.clear()
 
     def new_socket(self, family: socket.AddressFamily) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
-        self.owner._adopt(sock)  # raises (and closes it) when the owner was aborted
+        self.owner.adopt(sock)  # raises (and closes it) when the owner was aborted
         self._opened.append(sock)
         return sock
 
@@ -115,7 +117,7 @@ class Claim:
                 raise ConnectionAbortedError(ABORTED)
         except BaseException:
             self._opened.remove(sock)
-            self.owner._forget(sock)
+            self.owner.release(sock)
             raise
         return sock
 

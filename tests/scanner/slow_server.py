@@ -56,6 +56,11 @@ class SlowServer(LoopbackServer):
         self.peak = 0  # the most connections open at once
         self.start()
 
+    def open_now(self) -> int:
+        """Connections the server holds open now (each ends when the client hangs up)."""
+        with self._lock:
+            return len(self._live)
+
     @staticmethod
     def _peer_open(sock: socket.socket) -> bool:
         state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)

@@ -160,6 +160,28 @@ def test_silent_endpoints_are_probed_within_the_per_address_limit() -> None:
     assert 1 <= silent.peak <= 2 and silent.accepted == 6
 
 
+def test_no_more_than_concurrency_endpoints_are_in_progress_on_the_loop_and_the_workers_together() -> None:
+    """Fast-path handshakes run on the handshake loop, full scans on workers: ``concurrency`` bounds
+    both together. 9 silent endpoints (fast and full mixed), 3 places, a 0.3 s timeout: 3 rounds, and
+    the server never holds more than 3 connections."""
+    timeout = 0.3
+    settings = ScanSettings(network_timeout=timeout, scan_timeout=10.0, concurrency=3, max_connections_per_ip=20)
+    engine = Engine(settings)
+    with SlowServer(None, delay=0.0) as silent:
+        modes: list[ScanMode] = ["fast", "full", "fast"] * 3
+        targets = [Target(silent.ip, silent.port, f"n{i}.lab.test", mode=m) for i, m in enumerate(modes)]
+        try:
+            start = time.monotonic()
+            outcomes = dict(engine.scan_many(targets))
+            elapsed = time.monotonic() - start
+        finally:
+            engine.close()
+    assert all([f.code for f in o.findings] == [findings.Code.CONNECT_TIMEOUT] for o in outcomes.values())
+    assert sorted(outcomes) == list(range(9))
+    assert elapsed >= 3 * timeout * 0.9
+    assert 1 <= silent.peak <= 3 and silent.accepted == 9
+
+
 @pytest.mark.parametrize(("mode", "connections"), [("fast", 1), ("full", 6)])
 def test_many_names_on_one_slow_address_take_turns_without_timing_out(
     tmp_path: Path, mode: ScanMode, connections: int
@@ -200,7 +222,9 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(engine, "_scan", stuck)
     try:
         start = time.monotonic()
-        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
+        # full mode: the scan runs on a worker (a fast-path handshake runs on the handshake loop,
+        # whose deadline tests/scanner/test_handshake_loop.py checks)
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test", mode="full"))
         elapsed = time.monotonic() - start
     finally:
         release.set()
@@ -219,12 +243,47 @@ def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(engine, "_scan", broken)
     try:
-        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test", mode="full"))
     finally:
         engine.close()
     assert [(f.code, f.message) for f in outcome.findings] == [
         (findings.Code.SCAN_ERROR, "scan failed: RuntimeError: boom")
     ]
+
+
+@pytest.mark.parametrize("broken_step", ["judging the chain", "deciding what follows the handshake"])
+def test_a_fast_path_step_that_raises_on_the_handshake_loop_becomes_a_scan_error(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, broken_step: str
+) -> None:
+    """Each endpoint gets its SCAN_ERROR row: not lost, not a SCAN_TIMEOUT at the deadline."""
+    engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0, custom_ca_file=lab.ca_file))
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    if broken_step == "judging the chain":
+        monkeypatch.setattr(engine._judge, "judge", broken)
+    else:
+        monkeypatch.setattr(engine, "_chain_changed", broken)
+    valid = next(e for e in lab.endpoints if e.case == "valid")
+    try:
+        outcomes = dict(engine.scan_many([Target(valid.ip, valid.port, valid.hostname)] * 3))
+    finally:
+        engine.close()
+    assert [[(f.code, f.message) for f in outcomes[i].findings] for i in range(3)] == [
+        [(findings.Code.SCAN_ERROR, "scan failed: RuntimeError: boom")]
+    ] * 3
+
+
+def test_a_fast_path_endpoint_is_still_scanned_on_a_worker_when_the_handshake_loop_is_gone(lab: Lab) -> None:
+    engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0, custom_ca_file=lab.ca_file))
+    by_case = {e.case: e for e in lab.endpoints}
+    try:
+        engine._loop.stop()  # as when the loop thread failed: submit refuses from then on
+        outcomes = [engine.scan_one(Target(e.ip, e.port, e.hostname)) for e in (by_case["valid"], by_case["expired"])]
+    finally:
+        engine.close()
+    assert [[f.code for f in o.findings] for o in outcomes] == [[], [findings.Code.CERT_EXPIRED]]
 
 
 def test_probe_names_a_server_that_hangs_up() -> None:
