@@ -596,6 +596,9 @@ class Engine:
     def _handshake_done(self, endpoint: _Endpoint, unit: Connection, fetched: handshake.Fetched) -> None:
         """On the loop thread: settle the endpoint from its handshake, or hand what is left to a worker."""
         unit.__exit__(None, None, None)
+        if not endpoint.settled and time.monotonic() >= endpoint.deadline:
+            # the loop ended it at the deadline before the watcher did: it is the deadline's finding
+            endpoint.settle(_timed_out(endpoint.scanned_at, self.settings.scan_timeout))
         if not endpoint.settled:
             try:
                 rest, blocks = self._after_handshake(endpoint, fetched)

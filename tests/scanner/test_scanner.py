@@ -275,6 +275,21 @@ def test_a_fast_path_step_that_raises_on_the_handshake_loop_becomes_a_scan_error
     ] * 3
 
 
+def test_a_handshake_the_loop_ends_at_the_deadline_is_a_scan_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop and the deadline watcher both end a handshake at its deadline; whichever comes first,
+    the row is the deadline's (here the watcher never comes, so the loop is first)."""
+    engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5))
+    monkeypatch.setattr(engine._deadlines, "watch", lambda endpoint: None)
+    with SlowServer(None, delay=0.0) as silent:
+        try:
+            outcome = engine.scan_one(Target(silent.ip, silent.port, "x.lab.test"))
+        finally:
+            engine.close()
+    assert [(f.code, f.message) for f in outcome.findings] == [
+        (findings.Code.SCAN_TIMEOUT, "scan did not finish within 0.5s")
+    ]
+
+
 def test_a_fast_path_endpoint_is_still_scanned_on_a_worker_when_the_handshake_loop_is_gone(lab: Lab) -> None:
     engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0, custom_ca_file=lab.ca_file))
     by_case = {e.case: e for e in lab.endpoints}
