@@ -1,4 +1,4 @@
-"""SSLyze's CERTIFICATE_INFO result → ``analysis.Deployment`` with an OpenSSL verdict per trust store.
+"""SSLyze's analysis of one served chain → ``analysis.Deployment`` with an OpenSSL verdict per trust store.
 
 SSLyze 6 validates with the ``cryptography`` verifier, whose RFC 5280 profile is stricter than
 the clients the checked servers have: it rejects a CA whose ``basicConstraints`` is not critical,
@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nassl._nassl import X509
 from nassl.cert_chain_verifier import CertificateChainVerificationFailed, CertificateChainVerifier
 from sslyze.plugins.certificate_info._cert_chain_analyzer import CertificateDeploymentAnalysisResult
-from sslyze.plugins.certificate_info.implementation import CertificateInfoScanResult
 from sslyze.plugins.certificate_info.trust_stores.trust_store import PathValidationResult
 
 from services.scanner import revocation
@@ -115,8 +114,3 @@ def staple_checked(stapling: Stapling, verdict: StoreVerdict | None) -> Stapling
     issuer = verdict.verified_chain[1]
     trusted = revocation.signed_for_issuer(stapling.response, issuer, datetime.now(UTC))
     return dataclasses.replace(stapling, trusted=trusted)
-
-
-def deployments_from(result: CertificateInfoScanResult, sni: str, custom_ca_file: Path | None) -> list[Deployment]:
-    """Every chain the server sends to clients that use SNI (the no-SNI default is not what users get)."""
-    return [deployment_from(d, sni, custom_ca_file) for d in result.certificate_deployments]

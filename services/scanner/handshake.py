@@ -1,7 +1,7 @@
-"""The fast path's one connection: one TLS handshake (SNI, OCSP stapling requested) that fetches
-the chain as served, and is also the reachability test.
+"""The fast path's one connection, and the full scan's first: one TLS handshake (SNI, OCSP stapling
+requested) that fetches the chain as served, and is also the reachability test.
 
-What SSLyze's CERTIFICATE_INFO learns in 6–7 connections (a probe, its connectivity test, four
+What SSLyze's CERTIFICATE_INFO learns in 6 connections (its connectivity test, four
 handshakes), a scan needs from one: the chain the server sends to a client with SNI, and its
 stapled OCSP response. The handshake is nassl's (the OpenSSL 1.1.1 that ships with SSLyze, whose
 ``get_received_chain`` returns the chain as sent; Python 3.11's ``ssl`` gives only the leaf).
@@ -36,10 +36,14 @@ RECEIVE_SIZE = 65536  # bytes asked of the socket at once: a whole server flight
 
 @dataclass(frozen=True)
 class Served:
-    """What one handshake received: the chain as sent (PEM, leaf first) and the stapled response."""
+    """What one handshake received: the chain as sent (PEM, leaf first) and the stapled response;
+    and what the full scan reuses of it (``certificate_info.probing_from``): the suite negotiated
+    (OpenSSL's name) and whether the server asked for a client certificate."""
 
     chain_pem: tuple[str, ...]
     ocsp: OCSP_RESPONSE | None
+    cipher: str = ""
+    asked_for_client_certificate: bool = False
 
 
 Fetched = Served | Finding | None
@@ -110,18 +114,23 @@ class ChainFetch:
         """Run the handshake on what was fed; ``done`` (with ``outcome``) once it ended either way."""
         if self.done:
             return
+        asked = False
         try:
             self._client.do_handshake()
         except _NeedData:
             return
         except ClientCertificateRequested:
-            pass  # the server sent its chain before asking for ours: that is all we need
+            asked = True  # the server sent its chain before asking for ours: that is all we need
         except (OpenSSLError, OSError) as exc:
             self.fail(exc)
             return
         chain = self._client.get_received_chain()
-        # no chain: anonymous cipher suites, the full scan says what it says
-        self._end(Served(tuple(chain), self._client.get_tlsext_status_ocsp_resp()) if chain else None)
+        if not chain:  # anonymous cipher suites: the full scan says what it says
+            self._end(None)
+            return
+        cipher = "" if asked else self._client.get_current_cipher_name()  # unset mid-handshake
+        ocsp = self._client.get_tlsext_status_ocsp_resp()
+        self._end(Served(tuple(chain), ocsp, cipher, asked))
 
     def fail(self, exc: BaseException) -> None:
         """The handshake ended with ``exc`` (the socket's or OpenSSL's): the finding it means, or None."""

@@ -1,12 +1,13 @@
-"""A fast reachability probe before SSLyze: one connection, one ClientHello, a hard timeout.
+"""How a connection failed, in the words every scan uses, and the probes around SSLyze.
 
 SSLyze spends about 11 × network_timeout on a host that accepts and never answers, and says
-little about why a connection failed. This probe costs at most one timeout, tells refused,
-silent, reset and plaintext apart, and lets only endpoints that answer in TLS reach SSLyze.
+little about why a connection failed. The engine's own handshake (``handshake``), in either scan
+mode the first connection to a direct TLS port, costs at most one timeout and tells refused,
+silent, reset, closed and plaintext apart with the wording here (``connect``, ``looks_like_tls``).
 
-On a STARTTLS port a ClientHello first would be wrong (the server expects its protocol's
-greeting), so ``reachable`` only connects: refused and unreachable endpoints keep their findings
-and their one timeout, and SSLyze's connectivity test, which speaks the protocol, does the rest.
+On a STARTTLS port in full mode a ClientHello first would be wrong (the server expects its
+protocol's greeting), so ``reachable`` only connects: refused and unreachable endpoints keep their
+findings and their one timeout, and SSLyze's connectivity test, which speaks the protocol, does the rest.
 
 ``diagnose_handshake`` is the one extra handshake the engine spends when SSLyze's connectivity
 test found no TLS version at all: OpenSSL clients refuse a certificate list over 100 KiB
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import time
 import warnings
 from collections.abc import Callable
 
@@ -41,23 +41,14 @@ CERT_TOO_LARGE = (
 _TLS_RECORD_TYPES = (21, 22)
 
 
-def _client_context() -> ssl.SSLContext:
+def _diagnosis_context() -> ssl.SSLContext:
+    """Any version down to TLS 1.0, any cipher, no verification: whatever the server speaks, one
+    handshake, which only looks at why it failed (SSLyze judges the certificate)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?": SSLyze judges the certificate
-    # Wide cipher list so an old server answers something; any TLS answer, even a protocol_version
-    # alert, is enough here: SSLyze then tries every version itself.
+    context.verify_mode = ssl.CERT_NONE
     with contextlib.suppress(ssl.SSLError):
         context.set_ciphers("ALL:@SECLEVEL=0")
-    return context
-
-
-_CONTEXT = _client_context()
-
-
-def _diagnosis_context() -> ssl.SSLContext:
-    """The probe's context, down to TLS 1.0: whatever version the server speaks, one handshake."""
-    context = _client_context()
     with warnings.catch_warnings(), contextlib.suppress(ValueError, ssl.SSLError):
         warnings.simplefilter("ignore", DeprecationWarning)  # deprecated for clients that trust TLS 1.0: we only look
         context.minimum_version = ssl.TLSVersion.TLSv1
@@ -65,14 +56,6 @@ def _diagnosis_context() -> ssl.SSLContext:
 
 
 _DIAGNOSIS_CONTEXT = _diagnosis_context()
-
-
-def _client_hello(sni: str | None) -> bytes:
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = _CONTEXT.wrap_bio(incoming, outgoing, server_hostname=sni)
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 def connect(sock: socket.socket, ip: str, port: int) -> Finding | None:
@@ -100,31 +83,6 @@ def _family(ip: str) -> socket.AddressFamily:
 def looks_like_tls(head: bytes) -> bool:
     """Whether a server's first bytes (at least one) open a TLS record: an alert or a handshake, TLS 1.x."""
     return head[0] in _TLS_RECORD_TYPES and (len(head) < 2 or head[1] == 3)
-
-
-def probe(ip: str, port: int, sni: str | None, timeout: float) -> Finding | None:
-    """None when ``ip:port`` answers a ClientHello in TLS within ``timeout`` seconds, else why not."""
-    deadline = time.monotonic() + timeout
-    with new_socket(_family(ip)) as sock:  # owned by the endpoint's claim: its deadline can close it
-        sock.settimeout(timeout)
-        failure = connect(sock, ip, port)
-        if failure is not None:
-            return failure
-        try:
-            sock.sendall(_client_hello(sni))
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            head = sock.recv(5)
-        except TimeoutError:
-            return findings.error(findings.Code.CONNECT_TIMEOUT, HANDSHAKE_TIMED_OUT)
-        except ConnectionResetError:
-            return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, RESET)
-        except OSError as exc:
-            return findings.error(findings.Code.CONNECT_ERROR, f"connection failed: {exc.strerror or exc}")
-    if not head:
-        return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)
-    if looks_like_tls(head):
-        return None  # a TLS record (even an alert): SSLyze tries more than our one hello
-    return findings.error(findings.Code.TLS_HANDSHAKE_FAILED, PLAINTEXT)
 
 
 def reachable(ip: str, port: int, timeout: float) -> Finding | None:

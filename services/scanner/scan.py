@@ -1,37 +1,40 @@
 """Scanning many endpoints at once, politely and with hard deadlines.
 
-Two ways to scan an endpoint (``ScanSettings.mode_for``): the fast path, one handshake
-(``handshake``) whose chain is judged once per distinct chain (``chain_judge``), falling back to
-the full scan when the handshake fails in a way SSLyze explains better; and the full scan, SSLyze's
-CERTIFICATE_INFO as below. Both end in the same analysis (``analysis.analyse``).
+Two ways to scan an endpoint (``ScanSettings.mode_for``), both starting with the engine's own
+handshake (``handshake``), which is the reachability test: the fast path judges the chain it
+received, once per distinct chain (``chain_judge``), falling back to the full scan when the
+handshake fails in a way SSLyze explains better; the full scan adds SSLyze's CERTIFICATE_INFO
+handshakes, the handshake standing for SSLyze's connectivity test and first job where it can
+(``certificate_info``), and judges every chain they received the same way. Both end in the same
+analysis (``analysis.analyse``).
 
-For the full scan we drive SSLyze's own building blocks (connectivity test, the CERTIFICATE_INFO scan jobs and their
-result analysis) on our own thread pools rather than through ``sslyze.Scanner``, because the
+For the full scan we drive SSLyze's own building blocks (connectivity test, the CERTIFICATE_INFO
+scan jobs) on our own thread pools rather than through ``sslyze.Scanner``, because the
 Scanner cannot give what the scanner service needs:
 - its limits are per scan request: here every connection to an address takes a unit of that
   address (``admission``, ``max_connections_per_ip``), whichever job it belongs to, so 100 names on
   one server never mean 500 connections to it;
 - it returns results only after every connectivity test of the batch and polls every 0.2 s:
   here each endpoint is reported as soon as it is done;
-- it has no deadline: here each endpoint has one (``scan_timeout``), and a fast probe costing at
-  most one ``network_timeout`` turns away silent, refusing and plaintext endpoints first. The
+- it has no deadline: here each endpoint has one (``scan_timeout``), and the first handshake,
+  costing at most one ``network_timeout``, turns away silent, refusing and plaintext endpoints. The
   clock starts only once the endpoint's address admitted it, so 100 names behind one ingress IP
   take their turns instead of timing out while they wait.
 
 A deadline ends the work it bounds. ``network_timeout`` bounds one socket operation, so a server
 that drip-feeds its handshake never trips it; instead every socket an endpoint's work opens (the
-probe's, the connectivity test's, each CERTIFICATE_INFO job's) belongs to the endpoint
+handshake's, the connectivity test's, each CERTIFICATE_INFO job's) belongs to the endpoint
 (``sockets``), and at the deadline the engine's watcher thread reports the endpoint as timed out,
 shuts all its sockets down and closes its lease: its worker threads and its address's units are
 free again within moments, whatever the server does. ``Engine.close`` ends every endpoint the same
 way, so shutdown never waits for a server.
 
-Where the work runs: a fast-path endpoint on a direct TLS port does its handshake on the
-``handshake_loop`` (one thread, non-blocking sockets, every such handshake at once) and its chain
-is judged there; only what still waits on the network afterwards (a fallback full scan, active
-revocation checks) goes to a worker. Full scans and STARTTLS endpoints run on workers. Either way
-at most ``concurrency`` endpoints are in progress: a thread per waiting handshake cost about a
-third of the fast path's CPU in GIL hand-overs (docs/benchmarks-scanner.md).
+Where the work runs: an endpoint on a direct TLS port does its handshake on the
+``handshake_loop`` (one thread, non-blocking sockets, every such handshake at once), and on the
+fast path its chain is judged there; only what still waits on the network afterwards (the full
+scan's other handshakes, active revocation checks) goes to a worker. STARTTLS endpoints run on
+workers. Either way at most ``concurrency`` endpoints are in progress: a thread per waiting
+handshake cost about a third of the fast path's CPU in GIL hand-overs (docs/benchmarks-scanner.md).
 """
 
 from __future__ import annotations
@@ -65,25 +68,20 @@ from sslyze.errors import (
     TlsHandshakeFailed,
     TlsHandshakeTimedOut,
 )
-from sslyze.plugins.certificate_info.implementation import (
-    CertificateInfoExtraArgument,
-    CertificateInfoImplementation,
-    CertificateInfoScanResult,
-)
+from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument, CertificateInfoImplementation
 from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
 from sslyze.plugins.plugin_base import ScanJob as SslyzeJob
 from sslyze.plugins.plugin_base import ScanJobResult
-from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivity_to_server
+from sslyze.server_connectivity import ServerConnectivityInfo, TlsVersionEnum, check_connectivity_to_server
 from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-from services.scanner import handshake, handshake_loop, sockets, starttls
+from services.scanner import certificate_info, handshake, handshake_loop, sockets, starttls
 from services.scanner import probe as probing
 from services.scanner.admission import AddressSlots, Connection, DeadlineExceeded, Lease
 from services.scanner.analysis import CheckPolicy, Deployment, analyse, certificate_facts, combine
 from services.scanner.chain_judge import ChainJudge
 from services.scanner.chain_memory import ChainMemory
 from services.scanner.chain_memory import digest as chain_digest
-from services.scanner.chains import deployments_from
 from services.scanner.revocation import RevocationChecker
 from shared import findings
 from shared.config import DEFAULT_STARTTLS, Config, RevocationMode, ScanMode
@@ -108,7 +106,7 @@ class ScanSettings:
     max_connections_per_ip: int = 5
     min_time_to_expiration: int = 2592000
     custom_ca_file: Path | None = None
-    network_max_retries: int = 1  # the probe already vetted the endpoint; retries only cost time
+    network_max_retries: int = 1  # the first handshake already vetted the endpoint; retries only cost time
     checks: CheckPolicy = CheckPolicy()  # thresholds of the certificate checks beyond trust and name
     starttls: tuple[tuple[int, str], ...] = tuple(DEFAULT_STARTTLS.items())  # port -> STARTTLS protocol
     revocation: RevocationMode = "off"  # active OCSP / CRL checks (stapled OCSP is always read)
@@ -388,11 +386,11 @@ class Engine:
     are shared by every batch.
 
     At most ``concurrency`` endpoints are in progress at once, however they are scanned: an admitted
-    endpoint waits for one of those places before its clock starts. A fast-path endpoint on a direct
-    TLS port spends its handshake on the handshake loop (one thread for all of them) and its chain is
-    judged there; what still waits on the network after that (the full scan when the handshake says
-    so or the chain changed, active revocation checks) and every other endpoint (full mode, STARTTLS)
-    runs on a worker thread."""
+    endpoint waits for one of those places before its clock starts. An endpoint on a direct TLS port
+    spends its handshake on the handshake loop (one thread for all of them), and a fast-path one has
+    its chain judged there; what still waits on the network after that (the full scan: full mode,
+    a handshake that says so, a chain that changed; active revocation checks) and every STARTTLS
+    endpoint runs on a worker thread."""
 
     def __init__(self, settings: ScanSettings) -> None:
         self.settings = settings
@@ -511,8 +509,7 @@ class Engine:
 
     def _launch(self, batch: _Batch, index: int, target: Target, lease: Lease) -> None:
         """Start an endpoint that has its place: on the handshake loop, or on a worker."""
-        mode = target.mode or self.settings.mode_for(target.port)
-        if mode == "fast" and self.settings.starttls_for(target.port) is None:
+        if self.settings.starttls_for(target.port) is None:  # either mode: the handshake comes first
             self._begin_handshake(batch, index, target, lease)
             return
         try:
@@ -637,40 +634,61 @@ class Engine:
         return Outcome(found, endpoint.scanned_at, time.monotonic() - endpoint.started, certificate)
 
     def _scan(self, endpoint: _Endpoint) -> Scanned:
-        """One endpoint's whole scan, on a worker (full mode, or the fast path after STARTTLS)."""
+        """One endpoint's whole scan, on a worker: a STARTTLS endpoint, or any endpoint once the
+        handshake loop is gone. The handshake first (after the STARTTLS exchange), except in full
+        mode on a STARTTLS port: there SSLyze's connectivity test speaks the protocol itself, after a
+        TCP connect that turns refused and unreachable endpoints away in one timeout."""
         target = endpoint.target
-        mode = target.mode or self.settings.mode_for(target.port)
-        if mode == "fast":
+        if self.settings.starttls_for(target.port) is None or self._mode(target) == "fast":
             rest, _ = self._after_handshake(endpoint, self._handshake(endpoint))
             return rest()
-        failure = self._probe(endpoint)
+        failure = self._reachable(endpoint)
         if failure is not None:
             return [failure], None
-        return self._full(endpoint)
+        return self._full(endpoint, None)
+
+    def _mode(self, target: Target) -> ScanMode:
+        return target.mode or self.settings.mode_for(target.port)
 
     def _after_handshake(self, endpoint: _Endpoint, fetched: handshake.Fetched) -> tuple[Callable[[], Scanned], bool]:
-        """What is left of a fast-path scan once its handshake is done, and whether it waits on the
-        network: nothing (a finding), judging the chain (revocation checks wait), or the full scan
-        (a handshake failure SSLyze explains better, or a chain that changed since it was last seen;
-        the handshake was the probe)."""
+        """What is left of a scan once its handshake is done, and whether it waits on the network:
+        nothing (a finding: the handshake is the reachability test in both modes), judging the chain
+        (revocation checks wait), or the full scan, which reuses the handshake (``certificate_info``):
+        in full mode, after a handshake failure SSLyze explains better, or for a chain that changed
+        since it was last seen."""
         if isinstance(fetched, Finding):
             return (lambda: ([fetched], None)), False
-        if fetched is None or self._chain_changed(endpoint.target, fetched):
-            return functools.partial(self._full, endpoint), True
+        full = self._mode(endpoint.target) == "full"
+        if fetched is None or full or self._chain_changed(endpoint.target, fetched):
+            return functools.partial(self._full, endpoint, fetched), True
         return functools.partial(self._judged, endpoint, fetched), self._revocation is not None
 
     def _judged(self, endpoint: _Endpoint, served: handshake.Served) -> Scanned:
         judged = self._judge.judge(served.chain_pem, served.ocsp, endpoint.target.sni)
         return self._findings(endpoint, [judged.deployment], judged.facts)
 
-    def _full(self, endpoint: _Endpoint) -> Scanned:
-        """SSLyze's CERTIFICATE_INFO: its connectivity test, then its handshakes, then its analysis."""
+    def _full(self, endpoint: _Endpoint, served: handshake.Served | None) -> Scanned:
+        """SSLyze's CERTIFICATE_INFO handshakes, every distinct chain they received judged as the fast
+        path judges one (``ChainJudge``). ``served``, the engine's own handshake, stands for SSLyze's
+        connectivity test and for CERTIFICATE_INFO's first job when it tells what they would
+        (``certificate_info.probing_from``: TLS 1.3, no client certificate asked for); otherwise
+        SSLyze's connectivity test runs first and all four jobs after it."""
         endpoint.check()
-        server = self._connectivity(endpoint)
+        probed = certificate_info.probing_from(served) if served is not None else None
+        first: ScanJobResult | None = None
+        if served is None or probed is None:
+            server = self._connectivity(endpoint)
+        else:
+            location, network = self._server_settings(endpoint.target)
+            server = ServerConnectivityInfo(
+                server_location=location, network_configuration=network, tls_probing_result=probed
+            )
+            first = certificate_info.first_job_result(served)
         endpoint.check()
-        result = self._certificate_info(server, endpoint)
+        chains = self._certificate_info(server, endpoint, first)
         endpoint.check()
-        return self._findings(endpoint, deployments_from(result, endpoint.target.sni, self.settings.custom_ca_file))
+        judged = [self._judge.judge(chain.chain_pem, chain.ocsp, endpoint.target.sni) for chain in chains]
+        return self._findings(endpoint, [j.deployment for j in judged], judged[0].facts if judged else None)
 
     def _chain_changed(self, target: Target, served: handshake.Served) -> bool:
         if self._chains is None:
@@ -701,16 +719,13 @@ class Engine:
             found = combine(found, self._revocation.check(deployments[0].relied_chain(), endpoint.deadline))
         return found, facts
 
-    def _probe(self, endpoint: _Endpoint) -> Finding | None:
-        """One ClientHello first: silent, refusing and plaintext endpoints cost one timeout, not SSLyze's 11.
-        On a STARTTLS port only a TCP connect (a ClientHello first is not the protocol): refused and
-        unreachable endpoints still cost one timeout; SSLyze's connectivity test speaks the protocol."""
+    def _reachable(self, endpoint: _Endpoint) -> Finding | None:
+        """A TCP connect before SSLyze's connectivity test on a STARTTLS port (a ClientHello first is
+        not the protocol): refused and unreachable endpoints cost one timeout, not SSLyze's retries."""
         target = endpoint.target
         with endpoint.lease.connection(endpoint.deadline):
             timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
-            if self.settings.starttls_for(target.port) is not None:
-                return probing.reachable(target.ip, target.port, timeout)
-            return probing.probe(target.ip, target.port, target.sni, timeout)
+            return probing.reachable(target.ip, target.port, timeout)
 
     def _connectivity(self, endpoint: _Endpoint) -> ServerConnectivityInfo:
         """SSLyze's connectivity test: which TLS versions and ciphers its scan jobs may use. On a STARTTLS
@@ -719,15 +734,7 @@ class Engine:
         tells a certificate list too large for OpenSSL (``_diagnose``) from a server without TLS."""
         target = endpoint.target
         protocol = self.settings.starttls_for(target.port)
-        location = ServerNetworkLocation(hostname=target.sni, port=target.port, ip_address=target.ip)
-        network = ServerNetworkConfiguration(
-            tls_server_name_indication=target.sni,
-            # sslyze annotates network_timeout as int but only hands it to socket timeouts, which take floats
-            network_timeout=self.settings.network_timeout,  # type: ignore[arg-type]
-            network_max_retries=self.settings.network_max_retries,
-        )
-        if protocol is not None:
-            network = starttls.configure(network, protocol)
+        location, network = self._server_settings(target)
         with endpoint.lease.connection(endpoint.deadline):
             try:
                 tls_probing = check_connectivity_to_server(location, network)
@@ -745,6 +752,19 @@ class Engine:
             server_location=location, network_configuration=network, tls_probing_result=tls_probing
         )
 
+    def _server_settings(self, target: Target) -> tuple[ServerNetworkLocation, ServerNetworkConfiguration]:
+        """Where SSLyze connects: the resolved address (it never resolves), SNI = the name, the
+        STARTTLS exchange first on such a port."""
+        location = ServerNetworkLocation(hostname=target.sni, port=target.port, ip_address=target.ip)
+        network = ServerNetworkConfiguration(
+            tls_server_name_indication=target.sni,
+            # sslyze annotates network_timeout as int but only hands it to socket timeouts, which take floats
+            network_timeout=self.settings.network_timeout,  # type: ignore[arg-type]
+            network_max_retries=self.settings.network_max_retries,
+        )
+        protocol = self.settings.starttls_for(target.port)
+        return location, network if protocol is None else starttls.configure(network, protocol)
+
     def _diagnose(self, endpoint: _Endpoint, protocol: str | None) -> Finding | None:
         """The one handshake of our own after a connectivity test that found no TLS version (on the
         connectivity test's unit and claim, so inside the endpoint's lease and deadline):
@@ -757,13 +777,20 @@ class Engine:
         timeout = self.settings.network_timeout
         return probing.diagnose_handshake(target.ip, target.port, target.sni, timeout, prepare)
 
-    def _certificate_info(self, server: ServerConnectivityInfo, endpoint: _Endpoint) -> CertificateInfoScanResult:
-        """CERTIFICATE_INFO's handshakes at once (each on a unit of the lease), then SSLyze's analysis of them."""
+    def _certificate_info(
+        self, server: ServerConnectivityInfo, endpoint: _Endpoint, first: ScanJobResult | None
+    ) -> list[handshake.Served]:
+        """CERTIFICATE_INFO's handshakes at once (each on a unit of the lease), but the first when
+        ``first`` is its result already; the distinct chains they received with SNI."""
         jobs = CertificateInfoImplementation.scan_jobs_for_scan_command(server, self._extra)
+        done = []
+        if first is not None:
+            assert jobs[0].function_arguments[2:] == (TlsVersionEnum.TLS_1_3, None, True), "SSLyze's first job"
+            jobs, done = jobs[1:], [first]
         futures = [self._connections.submit(self._run_job, endpoint, job) for job in jobs]
-        results = [self._wait(future, endpoint.deadline) for future in futures]
+        results = done + [self._wait(future, endpoint.deadline) for future in futures]
         try:
-            return CertificateInfoImplementation.result_for_completed_scan_jobs(server, results)
+            return certificate_info.sni_chains(results)
         except ConnectionToServerFailed as exc:
             raise _Aborted(connection_failure(exc)) from None
 

@@ -2,10 +2,10 @@
 
 ``network_timeout`` bounds each socket operation, not a connection: a server that drip-feeds its
 handshake one byte per second never trips it, and only closing the socket ends such a connection.
-Our probe opens its own socket; SSLyze opens its sockets deep in its connection helpers. So every
+Our own handshake opens its own socket; SSLyze opens its sockets deep in its connection helpers. So every
 socket an endpoint's work opens is registered with that endpoint's ``SocketOwner``:
 
-- the probe creates its socket with ``new_socket``;
+- our handshake (and probe) creates its socket with ``new_socket``;
 - SSLyze creates every socket of a direct connection (connectivity test and every scan job, through
   ``SslConnection.connect``) in ``sslyze.connection_helpers.tls_connection._open_socket_for_direct_connection``.
   ``install`` replaces that one function with ``_open_direct``, which makes the same connection

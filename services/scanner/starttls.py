@@ -152,7 +152,7 @@ def failure(exc: ConnectionToServerFailed) -> Finding | None:
     sni = exc.network_configuration.tls_server_name_indication
     if isinstance(exc, ServerRejectedOpportunisticTlsNegotiation):
         return _negotiation(port, protocol, exc.error_message, sni)
-    if isinstance(exc, ConnectionToServerTimedOut):  # the probe connected: the exchange is what timed out
+    if isinstance(exc, ConnectionToServerTimedOut):  # the TCP connect worked: the exchange is what timed out
         message = f"STARTTLS failed on port {port} ({protocol}): the server did not answer in time"
         return findings.error(findings.Code.CONNECT_TIMEOUT, message)
     if isinstance(exc, TlsHandshakeTimedOut):

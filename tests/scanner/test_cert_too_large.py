@@ -4,7 +4,8 @@ handshake of its own, and only then, to name the cause: ``CERT_TOO_LARGE``.
 
 Connections are counted at the server and compared with what SSLyze itself spends on the same server
 (its connectivity test, or a whole CERTIFICATE_INFO scan through ``sslyze.Scanner``): the engine adds
-its probe, plus the diagnosis only when the connectivity test found no TLS version."""
+its own handshake, plus the diagnosis only when the connectivity test found no TLS version; in full
+mode on a TLS 1.3 server its handshake stands for SSLyze's connectivity test and first job."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Contexts:
     ca_file: Path
     big: ssl.SSLContext  # a leaf with 10,000 DNS SANs (~200 KB) and the intermediate
     normal: ssl.SSLContext
+    tls12: ssl.SSLContext  # the normal chain, TLS 1.2 at most
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def contexts(pki: Authority, big_leaf: Issued, tmp_path_factory: pytest.TempPath
     ca_file.write_bytes(pki.root.pem)
     big = server_context(directory, "big", [big_leaf, pki.intermediate])
     normal = server_context(directory, "ok", [pki.leaf(OK), pki.intermediate])
-    return Contexts(ca_file, big, normal)
+    tls12 = server_context(directory, "ok12", [pki.leaf(OK), pki.intermediate])
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    return Contexts(ca_file, big, normal, tls12)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +87,18 @@ def rows(outcome: Outcome) -> list[tuple[str, str, str]]:
     return [(f.code, f.status, f.message) for f in outcome.findings]
 
 
-def sslyze_connectivity_connections(server: CountingTlsServer, sni: str) -> int:
-    """What SSLyze's connectivity test alone costs against ``server`` (it finds no TLS version)."""
+def sslyze_connectivity_connections(server: CountingTlsServer, sni: str, succeeds: bool = False) -> int:
+    """What SSLyze's connectivity test alone costs against ``server`` (unless ``succeeds``, it finds
+    no TLS version)."""
     server.reset()
     location = ServerNetworkLocation(hostname=sni, port=server.port, ip_address=server.ip)
     network = ServerNetworkConfiguration(tls_server_name_indication=sni, network_timeout=2, network_max_retries=1)
-    with pytest.raises(ServerTlsConfigurationNotSupported, match="could not find a TLS version"):
+    if succeeds:
         check_connectivity_to_server(location, network)
+    else:
+        with pytest.raises(ServerTlsConfigurationNotSupported, match="could not find a TLS version"):
+            check_connectivity_to_server(location, network)
+    time.sleep(0.1)  # the count is taken at accept: let the last connection land
     count = server.accepted
     server.reset()
     return count
@@ -123,27 +132,42 @@ def test_a_certificate_list_over_100_kib_is_one_cert_too_large_finding(contexts:
     assert findings.Code.CERT_TOO_LARGE.category == findings.Category.CERTIFICATE
 
 
-def test_the_diagnosis_costs_one_connection_beyond_the_probe_and_sslyzes_test(
+def test_the_diagnosis_costs_one_connection_beyond_the_handshake_and_sslyzes_test(
     contexts: Contexts, engine: Engine
 ) -> None:
     with CountingTlsServer(contexts.big) as server:
         sslyze_alone = sslyze_connectivity_connections(server, BIG)
         outcome = engine.scan_one(Target(server.ip, server.port, BIG))
         assert rows(outcome) == TOO_LARGE
-        assert server.accepted == 1 + sslyze_alone + 1  # probe, SSLyze's connectivity test, diagnosis
+        assert server.accepted == 1 + sslyze_alone + 1  # handshake, SSLyze's connectivity test, diagnosis
 
 
-def test_a_healthy_endpoint_costs_no_extra_connection(contexts: Contexts, engine: Engine) -> None:
+def test_a_full_scan_of_a_tls_1_3_server_costs_sslyzes_scan_without_its_connectivity_test(
+    contexts: Contexts, engine: Engine
+) -> None:
     with CountingTlsServer(contexts.normal) as server:
+        connectivity = sslyze_connectivity_connections(server, OK, succeeds=True)
         sslyze_alone = sslyze_scan_connections(server, OK, contexts.ca_file)
         outcome = engine.scan_one(Target(server.ip, server.port, OK, mode="full"))
         time.sleep(0.1)
         assert rows(outcome) == []
-        assert server.accepted == 1 + sslyze_alone  # the probe, then exactly what SSLyze spends
+        # our handshake is the reachability test, the connectivity test and CERTIFICATE_INFO's first job
+        assert connectivity >= 1 and server.accepted == sslyze_alone - connectivity
         server.reset()
         assert rows(engine.scan_one(Target(server.ip, server.port, OK))) == []
         time.sleep(0.1)
         assert server.accepted == 1  # the fast path: one handshake, which was the probe too
+
+
+def test_a_full_scan_of_a_tls_1_2_server_costs_one_handshake_more_than_sslyzes_scan(
+    contexts: Contexts, engine: Engine
+) -> None:
+    with CountingTlsServer(contexts.tls12) as server:
+        sslyze_alone = sslyze_scan_connections(server, OK, contexts.ca_file)
+        outcome = engine.scan_one(Target(server.ip, server.port, OK, mode="full"))
+        time.sleep(0.1)
+        assert rows(outcome) == []
+        assert server.accepted == 1 + sslyze_alone  # our handshake, then exactly what SSLyze spends
 
 
 def test_a_server_refusing_every_handshake_is_not_mistaken_for_a_large_certificate(engine: Engine) -> None:

@@ -4,13 +4,27 @@ cannot be analysed; and its verdicts are shared by the endpoints that serve one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sslyze.errors import ConnectionToServerFailed
+from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument, CertificateInfoImplementation
+from sslyze.plugins.plugin_base import ScanJobResult
+from sslyze.server_connectivity import ServerConnectivityInfo, check_connectivity_to_server
+from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-from lab import ALL_CASES, Lab, start_lab
+from lab import ALL_CASES, Lab, LabEndpoint, start_lab
 from lab.pki_cases import CHECK_CASES
+from services.scanner import certificate_info
+from services.scanner.analysis import analyse
+from services.scanner.chain_judge import ChainJudge
+from services.scanner.chains import deployment_from
 from services.scanner.scan import Engine, Outcome, ScanSettings, Target
+from shared.messages import Finding
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -57,3 +71,62 @@ def test_names_a_chain_does_not_cover_are_judged_per_name_from_one_shared_verdic
     assert all([f.code for f in outcome.findings] == ["HOSTNAME_MISMATCH"] for outcome in misnamed)
     thorough = scan_all(every_case, "full", names)[-2:]
     assert [o.findings for o in misnamed] == [o.findings for o in thorough]
+
+
+def certificate_info_jobs(endpoint: LabEndpoint, ca_file: Path) -> tuple[ServerConnectivityInfo, list[ScanJobResult]]:
+    location = ServerNetworkLocation(hostname=endpoint.hostname, port=endpoint.port, ip_address=endpoint.ip)
+    network = ServerNetworkConfiguration(tls_server_name_indication=endpoint.hostname, network_timeout=2)
+    server = ServerConnectivityInfo(location, network, check_connectivity_to_server(location, network))
+    extra = CertificateInfoExtraArgument(custom_ca_file=ca_file)
+    results = []
+    for job in CertificateInfoImplementation.scan_jobs_for_scan_command(server, extra):
+        function: Callable[..., Any] = job.function_to_call
+        try:
+            results.append(ScanJobResult(_return_value=function(*job.function_arguments), _exception=None))
+        except Exception as exc:
+            results.append(ScanJobResult(_return_value=None, _exception=exc))
+    return server, results
+
+
+def sslyze_own_findings(
+    server: ServerConnectivityInfo, results: list[ScanJobResult], sni: str, ca_file: Path, now: datetime
+) -> list[Finding]:
+    """SSLyze's analysis of CERTIFICATE_INFO's handshakes, then our per-store verdicts: the reference."""
+    settings = ScanSettings(custom_ca_file=ca_file)
+    result = CertificateInfoImplementation.result_for_completed_scan_jobs(server, results)
+    deployments = [deployment_from(d, sni, ca_file) for d in result.certificate_deployments]
+    return analyse(deployments, settings.min_time_to_expiration, now, settings.checks)
+
+
+def judged_findings(judge: ChainJudge, results: list[ScanJobResult], sni: str, now: datetime) -> list[Finding]:
+    """What full mode does with the same handshakes."""
+    settings = ScanSettings()
+    deployments = [judge.judge(c.chain_pem, c.ocsp, sni).deployment for c in certificate_info.sni_chains(results)]
+    return analyse(deployments, settings.min_time_to_expiration, now, settings.checks)
+
+
+def outcome_of(analysis: Callable[[], list[Finding]]) -> list[Finding] | str:
+    try:
+        return analysis()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_full_mode_judges_what_sslyzes_own_analysis_judges_on_every_lab_case(every_case: Lab) -> None:
+    """Full mode judges the chains CERTIFICATE_INFO's handshakes received with the ChainJudge, not
+    with SSLyze's analysis of them (every store, SNI and no-SNI): on the same handshakes both give
+    the same findings, and fail the same way."""
+    judge = ChainJudge(every_case.ca_file, ScanSettings().checks)
+    now = datetime.now(UTC)
+    compared = 0
+    for endpoint in every_case.endpoints:
+        try:
+            server, results = certificate_info_jobs(endpoint, every_case.ca_file)
+        except ConnectionToServerFailed:
+            continue  # no TLS there: the handshake's findings (the test above)
+        sni = endpoint.hostname
+        reference = functools.partial(sslyze_own_findings, server, results, sni, every_case.ca_file, now)
+        ours = functools.partial(judged_findings, judge, results, sni, now)
+        assert outcome_of(ours) == outcome_of(reference), endpoint.case
+        compared += 1
+    assert compared >= len(every_case.endpoints) // 2  # most cases have a chain to judge

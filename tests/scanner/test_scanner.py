@@ -13,7 +13,7 @@ import pytest
 
 from lab import Lab, LabEndpoint
 from services.scanner.handler import ScannerHandler
-from services.scanner.probe import CLOSED, probe
+from services.scanner.probe import CLOSED
 from services.scanner.runner import make_handler, serve_options
 from services.scanner.scan import Engine, ScanSettings, Target
 from shared import findings
@@ -182,13 +182,14 @@ def test_no_more_than_concurrency_endpoints_are_in_progress_on_the_loop_and_the_
     assert 1 <= silent.peak <= 3 and silent.accepted == 9
 
 
-@pytest.mark.parametrize(("mode", "connections"), [("fast", 1), ("full", 6)])
+@pytest.mark.parametrize(("mode", "connections"), [("fast", 1), ("full", 4)])
 def test_many_names_on_one_slow_address_take_turns_without_timing_out(
     tmp_path: Path, mode: ScanMode, connections: int
 ) -> None:
     """Names sharing an address (an ingress IP, shared hosting) wait for their address's turn, and
     that wait is not their scan's time. Here 48 names sit behind one address where every handshake
-    takes 0.1 s: a scan makes ~7 connections, the address takes 5 at once, so the batch needs ~7 s.
+    takes 0.1 s: a scan makes 1 (fast) or 4 (full) connections, the address takes 5 at once, so the
+    batch needs up to ~4 s.
     When every scan's clock started with the batch, the 4 s deadline turned about half of the rows
     into SCAN_TIMEOUT; now a scan starts only once its address has room for it."""
     context, ca_file = wildcard_context("slow.lab.test", tmp_path)
@@ -205,14 +206,17 @@ def test_many_names_on_one_slow_address_take_turns_without_timing_out(
     assert codes == {(): names}  # healthy, every one: no SCAN_TIMEOUT
     assert all(r.duration_s < settings.scan_timeout for r, _ in results.values())
     assert 2 <= server.peak <= settings.max_connections_per_ip
-    # fast: the one handshake; full: probe, connectivity test, 4 CERTIFICATE_INFO handshakes each
+    # fast: the one handshake; full: that handshake (TLS 1.3: also the connectivity test and
+    # CERTIFICATE_INFO's first job), then its 3 other handshakes
     assert server.accepted >= connections * names
     came_out = sorted(at for _, at in results.values())
     assert came_out[0] < came_out[-1] / 2  # each reported when done, not all at the end of the batch
 
 
 def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5))
+    # a STARTTLS port: the scan runs on a worker (a handshake on a direct TLS port runs on the
+    # handshake loop, whose deadline tests/scanner/test_handshake_loop.py checks)
+    engine = Engine(ScanSettings(network_timeout=5.0, scan_timeout=0.5, starttls=((9, "smtp"),)))
     release = threading.Event()
 
     def stuck(endpoint: object) -> tuple[list[findings.Finding], None]:
@@ -222,9 +226,7 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(engine, "_scan", stuck)
     try:
         start = time.monotonic()
-        # full mode: the scan runs on a worker (a fast-path handshake runs on the handshake loop,
-        # whose deadline tests/scanner/test_handshake_loop.py checks)
-        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test", mode="full"))
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
         elapsed = time.monotonic() - start
     finally:
         release.set()
@@ -236,14 +238,14 @@ def test_each_scan_has_a_hard_deadline(lab: Lab, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_scan_that_raises_becomes_a_scan_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0))
+    engine = Engine(ScanSettings(network_timeout=1.0, scan_timeout=5.0, starttls=((9, "smtp"),)))  # on a worker
 
     def broken(endpoint: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(engine, "_scan", broken)
     try:
-        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test", mode="full"))
+        outcome = engine.scan_one(Target("127.0.0.1", 9, "x.lab.test"))
     finally:
         engine.close()
     assert [(f.code, f.message) for f in outcome.findings] == [
@@ -301,22 +303,29 @@ def test_a_fast_path_endpoint_is_still_scanned_on_a_worker_when_the_handshake_lo
     assert [[f.code for f in o.findings] for o in outcomes] == [[], [findings.Code.CERT_EXPIRED]]
 
 
-def test_probe_names_a_server_that_hangs_up() -> None:
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_a_server_that_hangs_up_after_the_client_hello_is_named_in_either_mode(mode: str) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
+        accepted = []
 
         def hang_up() -> None:
             conn, _ = listener.accept()
-            conn.recv(1024)
+            accepted.append(conn.recv(1024))
             conn.close()
 
         thread = threading.Thread(target=hang_up)
         thread.start()
-        failure = probe("127.0.0.1", port, "x.lab.test", 2.0)
+        engine = Engine(ScanSettings(network_timeout=2.0, scan_timeout=5.0))
+        try:
+            outcome = engine.scan_one(Target("127.0.0.1", port, "x.lab.test", mode=mode))  # type: ignore[arg-type]
+        finally:
+            engine.close()
         thread.join()
-    assert failure is not None and (failure.code, failure.message) == (findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)
+    assert [(f.code, f.message) for f in outcome.findings] == [(findings.Code.TLS_HANDSHAKE_FAILED, CLOSED)]
+    assert len(accepted) == 1 and accepted[0][:1] == b"\x16"  # one connection, and it began with a ClientHello
 
 
 def test_a_message_that_is_not_a_scan_job_is_permanent(handler: ScannerHandler) -> None:
