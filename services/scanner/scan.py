@@ -569,12 +569,11 @@ class Engine:
             endpoint.settle(_timed_out(endpoint.scanned_at, self.settings.scan_timeout))
             self._done_with(endpoint)
             return
-        timeout = min(self.settings.network_timeout, max(0.01, endpoint.deadline - time.monotonic()))
         request = handshake_loop.Request(
             ip=target.ip,
             port=target.port,
             sni=target.sni,
-            timeout=timeout,
+            timeout=self.settings.network_timeout,  # the loop caps each wait at the deadline
             deadline=endpoint.deadline,
             owner=endpoint.sockets,
             done=functools.partial(self._handshake_done, endpoint, unit),
