@@ -1,9 +1,9 @@
 """One thread that drives every first handshake on a direct TLS port of an engine at once.
 
 A fast-path scan is one connection and one handshake, mostly waiting for the server (a full scan
-starts with the same handshake). On a thread
-per endpoint, 100 endpoints in flight are 100 threads taking turns at the GIL, each turn a context
-switch: on loopback that was a third of the scanner's CPU. Here every handshake is a
+starts with the same handshake). On a thread per endpoint, 100 endpoints in flight are 100
+threads taking turns at the GIL, each turn a context switch: on loopback that was a third of the
+scanner's CPU. Here every handshake is a
 ``handshake.ChainFetch`` (I/O-free) on a non-blocking socket under one selector, and the one thread
 moves the bytes as they arrive (measured in docs/benchmarks-scanner.md).
 
